@@ -1,0 +1,28 @@
+//! # mpush-protocol
+//!
+//! A sans-IO implementation of the MPUSH push protocol (github.com/mpusher/mpush): framing,
+//! the body field codec, every message, MPUSH's crypto, and the client and server sessions as
+//! deterministic state machines. Nothing here touches sockets, clocks or global randomness:
+//! drivers pass bytes, the current time (`now`, milliseconds since the Unix epoch) and a random
+//! seed in, and take bytes, events and the next wake-up time out.
+//!
+//! ```text
+//! session.handle_connected(now);
+//! session.handle_input(now, &bytes)?;      // any split of the byte stream
+//! session.handle_timeout(now);
+//! while let Some(b) = session.poll_transmit() { /* write b */ }
+//! while let Some(e) = session.poll_event() { /* react */ }
+//! let wake_at = session.poll_timeout();
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod body;
+pub mod codec;
+pub mod crypto;
+pub mod frame;
+pub mod message;
+
+pub use codec::DecodeError;
+pub use crypto::{AesCipher, CryptoError, RsaPrivateKey, RsaPublicKey};
+pub use frame::{Command, Flags, Frame, FrameDecoder, FrameError, Packet, HEARTBEAT_BYTE};
+pub use message::{ErrorCode, Headers, HttpMethod, HttpRequest, HttpResponse, Message};
