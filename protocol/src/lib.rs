@@ -26,3 +26,13 @@ pub use codec::DecodeError;
 pub use crypto::{AesCipher, CryptoError, RsaPrivateKey, RsaPublicKey};
 pub use frame::{Command, Flags, Frame, FrameDecoder, FrameError, Packet, HEARTBEAT_BYTE};
 pub use message::{ErrorCode, Headers, HttpMethod, HttpRequest, HttpResponse, Message};
+pub mod client;
+pub mod server;
+pub mod session;
+mod wire;
+
+pub use client::{
+    ClientConfig, ClientError, ClientEvent, ClientSession, ClientState, PushMessage, RequestError, RequestId,
+};
+pub use server::{ClientInfo, CloseReason, ServerConfig, ServerError, ServerEvent, ServerSession, ServerUsageError};
+pub use session::{AckMode, ClientType, MemorySessionStore, ResumableSession, SessionStore, StoredSession};

@@ -1,0 +1,806 @@
+//! The client side of MPUSH as a sans-IO state machine: what the Android/Java SDK does, with
+//! time and randomness as inputs.
+
+use std::collections::VecDeque;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::codec::DecodeError;
+use crate::crypto::{mix_key, AesCipher, CryptoError, RsaPublicKey};
+use crate::frame::{Command, Flags, Frame, FrameError, Packet};
+use crate::message::{
+    BindUser, ErrorCode, ErrorMessage, FastConnect, FastConnectOk, Handshake, HandshakeOk, HttpRequest, HttpResponse,
+    Kick, Message, OkMessage,
+};
+use crate::session::{AckMode, StoredSession};
+use crate::wire::Wire;
+
+/// The MPUSH header `readTimeout` the server consumes for HTTP-proxy requests.
+pub const READ_TIMEOUT_HEADER: &str = "readTimeout";
+
+/// Client settings. Build with [`ClientConfig::new`], adjust fields, and the session checks
+/// them again when it is created.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The server's RSA public key (`mp.security.public-key`).
+    pub public_key: RsaPublicKey,
+    /// Device id: non-empty, no commas.
+    pub device_id: String,
+    /// OS name; MPUSH derives the client type from it ("web" -> WEB). Commas are stripped.
+    pub os_name: String,
+    /// OS version. Commas are stripped.
+    pub os_version: String,
+    /// Client version. Commas are stripped.
+    pub client_version: String,
+    /// Smallest acceptable heartbeat, ms.
+    pub min_heartbeat: i32,
+    /// Largest acceptable heartbeat, ms.
+    pub max_heartbeat: i32,
+    /// Largest inbound body (default 6 MiB: MPUSH HTTP responses reach 5 MB).
+    pub max_packet_size: usize,
+    /// Largest inflated inbound body (default 8 MiB).
+    pub max_inflated_size: usize,
+    /// Outbound bodies longer than this are compressed (Java client: 1024).
+    pub compress_over: usize,
+    /// Timeout of handshake, fast connect, bind, unbind and push acks, ms (default 10 s).
+    pub request_timeout: u64,
+    /// Default `readTimeout` for HTTP-proxy requests, ms (default 10 s).
+    pub http_read_timeout: u64,
+}
+
+/// Keeps commas out: MPUSH stores the session as a comma-separated string and a comma in
+/// these fields makes every later fast connect fail.
+fn strip_commas(s: &str) -> String {
+    s.replace(',', " ").split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl ClientConfig {
+    /// A configuration with the Java client's defaults and osName "web".
+    pub fn new(public_key: RsaPublicKey, device_id: impl Into<String>) -> ClientConfig {
+        ClientConfig {
+            public_key,
+            device_id: device_id.into(),
+            os_name: "web".into(),
+            os_version: String::new(),
+            client_version: String::new(),
+            min_heartbeat: 180_000,
+            max_heartbeat: 180_000,
+            max_packet_size: 6 << 20,
+            max_inflated_size: 8 << 20,
+            compress_over: 1024,
+            request_timeout: 10_000,
+            http_read_timeout: 10_000,
+        }
+    }
+
+    /// Checks the settings and strips commas from the OS and version strings.
+    pub fn validate(mut self) -> Result<ClientConfig, ClientError> {
+        if self.device_id.is_empty() {
+            return Err(ClientError::InvalidArgument("deviceId must not be empty".into()));
+        }
+        if self.device_id.contains(',') {
+            return Err(ClientError::InvalidArgument("deviceId must not contain ',' (it breaks fast connect)".into()));
+        }
+        if self.min_heartbeat < 2000 || self.max_heartbeat < self.min_heartbeat {
+            return Err(ClientError::InvalidArgument(format!(
+                "heartbeat bounds must satisfy 2000 <= min <= max, got {}..{}",
+                self.min_heartbeat, self.max_heartbeat
+            )));
+        }
+        if self.request_timeout == 0 || self.max_packet_size == 0 {
+            return Err(ClientError::InvalidArgument("timeouts and limits must be positive".into()));
+        }
+        self.os_name = strip_commas(&self.os_name);
+        self.os_version = strip_commas(&self.os_version);
+        self.client_version = strip_commas(&self.client_version);
+        Ok(self)
+    }
+}
+
+/// Identifies a request: its header session id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub i32);
+
+/// Where the session is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientState {
+    /// No transport; call [`ClientSession::handle_connected`] once one is up.
+    Disconnected,
+    /// Handshake sent, waiting for HandshakeOk.
+    Handshaking,
+    /// FastConnect sent, waiting for FastConnectOk.
+    FastConnecting,
+    /// Session established: requests can be made.
+    Ready,
+    /// The connection must be closed (dead, refused or broken); call
+    /// [`ClientSession::handle_disconnected`] once it is.
+    Closing,
+}
+
+/// How a request failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// No answer within the request's timeout.
+    #[error("request timed out")]
+    Timeout,
+    /// The server answered with an Error message.
+    #[error("server error {code:?}: {}", reason.as_deref().unwrap_or(""))]
+    Rejected {
+        /// MPUSH error code.
+        code: ErrorCode,
+        /// The server's reason.
+        reason: Option<String>,
+    },
+    /// The connection was lost before the answer.
+    #[error("connection lost")]
+    ConnectionLost,
+}
+
+/// A push from the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushMessage {
+    /// The push's header session id (what [`ClientSession::ack`] takes).
+    pub session_id: i32,
+    /// The content.
+    pub content: Vec<u8>,
+    /// How the server wants it acknowledged. Auto acks are sent by the session when the
+    /// event is taken with [`ClientSession::poll_event`].
+    pub ack: AckMode,
+}
+
+/// What the driver learns from the session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// A full handshake completed; persist `session` for fast connect.
+    HandshakeOk {
+        /// Negotiated heartbeat, ms.
+        heartbeat: i32,
+        /// The resumable session.
+        session: StoredSession,
+    },
+    /// A fast connect resumed the stored session.
+    FastConnected {
+        /// Negotiated heartbeat, ms.
+        heartbeat: i32,
+    },
+    /// The server refused the stored session (Error 103/104); it was dropped (remove it from
+    /// storage) and a handshake follows on the same connection.
+    FastConnectRefused {
+        /// The server's code.
+        code: ErrorCode,
+    },
+    /// The handshake failed; the connection must be closed.
+    ConnectFailed(RequestError),
+    /// A user was bound; `rebind` marks the automatic bind after a (re)connect.
+    Bound {
+        /// The request.
+        request: RequestId,
+        /// The user.
+        user_id: String,
+        /// Whether this was the automatic re-bind.
+        rebind: bool,
+    },
+    /// The user was unbound.
+    Unbound {
+        /// The request.
+        request: RequestId,
+    },
+    /// A push arrived.
+    Push(PushMessage),
+    /// The server acknowledged an upstream push.
+    PushAcked {
+        /// The request.
+        request: RequestId,
+    },
+    /// Another connection bound this user; the automatic re-bind is switched off.
+    Kick {
+        /// Device id in the kick.
+        device_id: String,
+        /// User id in the kick.
+        user_id: String,
+    },
+    /// The answer to an HTTP-proxy request.
+    HttpResponse {
+        /// The request.
+        request: RequestId,
+        /// The response.
+        response: HttpResponse,
+    },
+    /// A request failed.
+    RequestFailed {
+        /// The request.
+        request: RequestId,
+        /// Why.
+        error: RequestError,
+    },
+    /// An Error from the server that answers no pending request.
+    ServerError {
+        /// The command it names.
+        cmd: Command,
+        /// The code.
+        code: ErrorCode,
+        /// The reason.
+        reason: Option<String>,
+    },
+    /// Nothing was read for two heartbeat periods: the connection must be closed.
+    ConnectionDead,
+}
+
+/// An error from the client session.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Malformed input: the byte stream lost its framing.
+    #[error("framing: {0}")]
+    Frame(#[from] FrameError),
+    /// Malformed input: a body could not be decrypted or inflated.
+    #[error("{cmd:?} body: {source}")]
+    Crypto {
+        /// The packet's command.
+        cmd: Command,
+        /// What failed.
+        source: CryptoError,
+    },
+    /// Malformed input: a body's fields are malformed.
+    #[error("{cmd:?} body: {source}")]
+    Decode {
+        /// The packet's command.
+        cmd: Command,
+        /// What failed.
+        source: DecodeError,
+    },
+    /// The peer broke a protocol rule.
+    #[error("peer misbehaved: {0}")]
+    PeerMisbehaved(&'static str),
+    /// API misuse: the session is not ready for requests.
+    #[error("not connected (state {0:?})")]
+    NotReady(ClientState),
+    /// API misuse: the call does not fit the session's state.
+    #[error("invalid in state {0:?}")]
+    InvalidState(ClientState),
+    /// API misuse: unbind without a bound user.
+    #[error("no user is bound")]
+    NotBound,
+    /// API misuse: a bad argument or setting.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// Encrypting the handshake failed.
+    #[error("handshake encryption: {0}")]
+    Encrypt(CryptoError),
+}
+
+#[derive(Clone, Debug)]
+enum PendingKind {
+    Handshake { client_key: [u8; 16], iv: [u8; 16] },
+    FastConnect,
+    Bind { user: BindUser, rebind: bool },
+    Unbind,
+    Http,
+    PushAck,
+}
+
+impl PendingKind {
+    fn cmd(&self) -> Command {
+        match self {
+            PendingKind::Handshake { .. } => Command::HANDSHAKE,
+            PendingKind::FastConnect => Command::FAST_CONNECT,
+            PendingKind::Bind { .. } => Command::BIND,
+            PendingKind::Unbind => Command::UNBIND,
+            PendingKind::Http => Command::HTTP_PROXY,
+            PendingKind::PushAck => Command::PUSH,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Pending {
+    id: i32,
+    kind: PendingKind,
+    deadline: u64,
+}
+
+/// The client session. See the crate docs for the driving loop.
+pub struct ClientSession {
+    config: ClientConfig,
+    rng: ChaCha20Rng,
+    wire: Wire,
+    state: ClientState,
+    stored: Option<StoredSession>,
+    binding: Option<BindUser>,
+    heartbeat: i32,
+    read_misses: u32,
+    read_deadline: u64,
+    next_id: i32,
+    pending: Vec<Pending>,
+    events: VecDeque<ClientEvent>,
+    now: u64,
+}
+
+impl std::fmt::Debug for ClientSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSession").field("state", &self.state).field("heartbeat", &self.heartbeat).finish()
+    }
+}
+
+impl ClientSession {
+    /// A new session; `seed` (32 bytes from a cryptographic source) drives key generation and
+    /// RSA padding.
+    pub fn new(config: ClientConfig, seed: [u8; 32]) -> Result<ClientSession, ClientError> {
+        let config = config.validate()?;
+        let wire = Wire::new(config.max_packet_size, config.compress_over, config.max_inflated_size);
+        Ok(ClientSession {
+            heartbeat: config.max_heartbeat,
+            config,
+            rng: ChaCha20Rng::from_seed(seed),
+            wire,
+            state: ClientState::Disconnected,
+            stored: None,
+            binding: None,
+            read_misses: 0,
+            read_deadline: 0,
+            next_id: 1,
+            pending: Vec::new(),
+            events: VecDeque::new(),
+            now: 0,
+        })
+    }
+
+    /// A new session that will try fast connect with `stored` first.
+    pub fn resume(config: ClientConfig, seed: [u8; 32], stored: StoredSession) -> Result<ClientSession, ClientError> {
+        let mut s = ClientSession::new(config, seed)?;
+        s.stored = Some(stored);
+        Ok(s)
+    }
+
+    /// The configuration in use (commas stripped).
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ClientState {
+        self.state
+    }
+
+    /// The negotiated heartbeat (ms), or the configured maximum before negotiation.
+    pub fn heartbeat(&self) -> i32 {
+        self.heartbeat
+    }
+
+    /// The stored session fast connect will use.
+    pub fn stored_session(&self) -> Option<&StoredSession> {
+        self.stored.as_ref()
+    }
+
+    /// Replaces (or clears) the stored session; takes effect at the next connect.
+    pub fn set_stored_session(&mut self, stored: Option<StoredSession>) {
+        self.stored = stored;
+    }
+
+    /// The user the session binds (again after each reconnect), if any.
+    pub fn bound_user(&self) -> Option<&str> {
+        self.binding.as_ref().map(|b| b.user_id.as_str())
+    }
+
+    fn next_request_id(&mut self) -> i32 {
+        let id = self.next_id;
+        self.next_id = if self.next_id == i32::MAX { 1 } else { self.next_id + 1 };
+        id
+    }
+
+    /// The transport is up: queues FastConnect (with an unexpired stored session) or a
+    /// Handshake.
+    pub fn handle_connected(&mut self, now: u64) -> Result<(), ClientError> {
+        self.now = now;
+        if self.state != ClientState::Disconnected {
+            return Err(ClientError::InvalidState(self.state));
+        }
+        self.wire.clear();
+        self.wire.last_read = now;
+        self.wire.last_write = now;
+        if let Some(s) = self.stored.as_ref().filter(|s| !s.is_expired(now)).cloned() {
+            let id = self.next_request_id();
+            let m = FastConnect {
+                session_id: s.session_id.clone(),
+                device_id: self.config.device_id.clone(),
+                min_heartbeat: self.config.min_heartbeat,
+                max_heartbeat: self.config.max_heartbeat,
+            };
+            self.wire.send_raw(now, Command::FAST_CONNECT, id, &m);
+            self.wire.cipher = Some(AesCipher::new(s.key, s.iv));
+            self.pending.push(Pending {
+                id,
+                kind: PendingKind::FastConnect,
+                deadline: now + self.config.request_timeout,
+            });
+            self.state = ClientState::FastConnecting;
+            Ok(())
+        } else {
+            self.stored = None;
+            self.start_handshake(now)
+        }
+    }
+
+    fn start_handshake(&mut self, now: u64) -> Result<(), ClientError> {
+        let mut client_key = [0u8; 16];
+        let mut iv = [0u8; 16];
+        self.rng.fill_bytes(&mut client_key);
+        self.rng.fill_bytes(&mut iv);
+        let m = Handshake {
+            device_id: self.config.device_id.clone(),
+            os_name: self.config.os_name.clone(),
+            os_version: self.config.os_version.clone(),
+            client_version: self.config.client_version.clone(),
+            iv: iv.to_vec(),
+            client_key: client_key.to_vec(),
+            min_heartbeat: self.config.min_heartbeat,
+            max_heartbeat: self.config.max_heartbeat,
+            timestamp: now as i64,
+        };
+        let body = self.config.public_key.encrypt(&mut self.rng, &m.encode()).map_err(ClientError::Encrypt)?;
+        let id = self.next_request_id();
+        self.wire.send_packet(now, Packet { cmd: Command::HANDSHAKE, flags: Flags::CRYPTO, session_id: id, body });
+        // The HandshakeOk comes back under AES(clientKey, iv).
+        self.wire.cipher = Some(AesCipher::new(client_key, iv));
+        self.pending.push(Pending {
+            id,
+            kind: PendingKind::Handshake { client_key, iv },
+            deadline: now + self.config.request_timeout,
+        });
+        self.state = ClientState::Handshaking;
+        Ok(())
+    }
+
+    /// The transport is gone: pending requests fail with [`RequestError::ConnectionLost`].
+    /// The stored session and the bound user are kept for the next connect.
+    pub fn handle_disconnected(&mut self, now: u64) {
+        self.now = now;
+        for p in std::mem::take(&mut self.pending) {
+            self.fail(p, RequestError::ConnectionLost);
+        }
+        self.wire.clear();
+        self.state = ClientState::Disconnected;
+    }
+
+    fn fail(&mut self, p: Pending, error: RequestError) {
+        match p.kind {
+            PendingKind::Handshake { .. } | PendingKind::FastConnect => {
+                self.events.push_back(ClientEvent::ConnectFailed(error));
+            }
+            _ => self.events.push_back(ClientEvent::RequestFailed { request: RequestId(p.id), error }),
+        }
+    }
+
+    /// Bytes from the transport, in any split. An error means the connection must be closed
+    /// (the session moves to [`ClientState::Closing`]).
+    pub fn handle_input(&mut self, now: u64, bytes: &[u8]) -> Result<(), ClientError> {
+        self.now = now;
+        match self.state {
+            ClientState::Handshaking | ClientState::FastConnecting | ClientState::Ready => {}
+            // Late bytes after the session gave up on the connection are ignored.
+            ClientState::Closing => return Ok(()),
+            ClientState::Disconnected => return Err(ClientError::InvalidState(self.state)),
+        }
+        self.wire.last_read = now;
+        self.read_misses = 0;
+        self.read_deadline = now + self.read_period();
+        self.wire.decoder.feed(bytes);
+        loop {
+            if self.state == ClientState::Closing {
+                return Ok(());
+            }
+            let frame = match self.wire.decoder.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(self.broken(e.into())),
+            };
+            if let Frame::Packet(p) = frame {
+                if let Err(e) = self.handle_packet(now, p) {
+                    return Err(self.broken(e));
+                }
+            }
+        }
+    }
+
+    fn broken(&mut self, e: ClientError) -> ClientError {
+        self.state = ClientState::Closing;
+        e
+    }
+
+    fn take_pending(&mut self, id: i32, cmd: Command) -> Option<Pending> {
+        let i = self.pending.iter().position(|p| p.id == id && p.kind.cmd() == cmd)?;
+        Some(self.pending.swap_remove(i))
+    }
+
+    fn open(&self, p: &Packet) -> Result<Vec<u8>, ClientError> {
+        self.wire.open(p).map_err(|source| ClientError::Crypto { cmd: p.cmd, source })
+    }
+
+    fn handle_packet(&mut self, now: u64, p: Packet) -> Result<(), ClientError> {
+        let cmd = p.cmd;
+        let dec = |source| ClientError::Decode { cmd, source };
+        match cmd {
+            Command::HANDSHAKE => {
+                let Some(pending) = self.take_pending(p.session_id, cmd) else { return Ok(()) };
+                let PendingKind::Handshake { client_key, iv } = pending.kind else { return Ok(()) };
+                let ok = HandshakeOk::decode(&self.open(&p)?).map_err(dec)?;
+                let server_key: [u8; 16] = ok
+                    .server_key
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| ClientError::PeerMisbehaved("HandshakeOk server key is not 16 bytes"))?;
+                let key = mix_key(&client_key, &server_key);
+                self.wire.cipher = Some(AesCipher::new(key, iv));
+                let session = StoredSession { session_id: ok.session_id, expire_time: ok.expire_time, key, iv };
+                self.stored = Some(session.clone());
+                self.established(now, ok.heartbeat);
+                self.events.push_back(ClientEvent::HandshakeOk { heartbeat: self.heartbeat, session });
+                self.rebind(now);
+            }
+            Command::FAST_CONNECT => {
+                if self.take_pending(p.session_id, cmd).is_none() {
+                    return Ok(());
+                }
+                let ok = FastConnectOk::decode(&self.open(&p)?).map_err(dec)?;
+                self.established(now, ok.heartbeat);
+                self.events.push_back(ClientEvent::FastConnected { heartbeat: self.heartbeat });
+                self.rebind(now);
+            }
+            Command::OK => {
+                let ok = OkMessage::decode(&self.open(&p)?).map_err(dec)?;
+                let Some(pending) = self.take_pending(p.session_id, ok.cmd) else { return Ok(()) };
+                let request = RequestId(pending.id);
+                match pending.kind {
+                    PendingKind::Bind { user, rebind } => {
+                        self.events.push_back(ClientEvent::Bound { request, user_id: user.user_id, rebind });
+                    }
+                    PendingKind::Unbind => self.events.push_back(ClientEvent::Unbound { request }),
+                    _ => {}
+                }
+            }
+            Command::ERROR => {
+                let err = ErrorMessage::decode(&self.open(&p)?).map_err(dec)?;
+                self.on_error(now, p.session_id, err)?;
+            }
+            Command::PUSH => {
+                let content = self.open(&p)?;
+                let ack = AckMode::from_flags(p.flags);
+                self.events.push_back(ClientEvent::Push(PushMessage { session_id: p.session_id, content, ack }));
+            }
+            Command::ACK => {
+                if let Some(pending) = self.take_pending(p.session_id, Command::PUSH) {
+                    self.events.push_back(ClientEvent::PushAcked { request: RequestId(pending.id) });
+                }
+            }
+            Command::KICK => {
+                let k = Kick::decode(&self.open(&p)?).map_err(dec)?;
+                // Re-binding after a kick would only kick the other connection back.
+                self.binding = None;
+                self.events.push_back(ClientEvent::Kick { device_id: k.device_id, user_id: k.user_id });
+            }
+            Command::HTTP_PROXY => {
+                let Some(pending) = self.take_pending(p.session_id, cmd) else { return Ok(()) };
+                let response = HttpResponse::decode(&self.open(&p)?).map_err(dec)?;
+                self.events.push_back(ClientEvent::HttpResponse { request: RequestId(pending.id), response });
+            }
+            // Heartbeat frames and commands a client never receives are ignored, as the Java
+            // client does.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_error(&mut self, now: u64, id: i32, err: ErrorMessage) -> Result<(), ClientError> {
+        let Some(pending) = self.take_pending(id, err.cmd) else {
+            self.events.push_back(ClientEvent::ServerError { cmd: err.cmd, code: err.code, reason: err.reason });
+            return Ok(());
+        };
+        let rejected = RequestError::Rejected { code: err.code, reason: err.reason.clone() };
+        match pending.kind {
+            PendingKind::FastConnect => {
+                // 103 expired / 104 other device (or anything else): forget the session and
+                // fall back to a full handshake on this same connection.
+                self.stored = None;
+                self.wire.cipher = None;
+                self.events.push_back(ClientEvent::FastConnectRefused { code: err.code });
+                self.start_handshake(now)?;
+            }
+            PendingKind::Handshake { .. } => {
+                self.state = ClientState::Closing;
+                self.events.push_back(ClientEvent::ConnectFailed(rejected));
+            }
+            PendingKind::Bind { .. } => {
+                self.binding = None;
+                self.events.push_back(ClientEvent::RequestFailed { request: RequestId(pending.id), error: rejected });
+            }
+            _ => self.events.push_back(ClientEvent::RequestFailed { request: RequestId(pending.id), error: rejected }),
+        }
+        Ok(())
+    }
+
+    fn established(&mut self, now: u64, heartbeat: i32) {
+        // A heartbeat below 2 s would make the write-idle period vanish; keep within bounds.
+        self.heartbeat = heartbeat.max(2000);
+        self.state = ClientState::Ready;
+        self.read_misses = 0;
+        self.read_deadline = now + self.read_period();
+    }
+
+    fn read_period(&self) -> u64 {
+        self.heartbeat as u64 + 1000
+    }
+
+    fn write_idle_period(&self) -> u64 {
+        self.heartbeat as u64 - 1000
+    }
+
+    fn rebind(&mut self, now: u64) {
+        if let Some(user) = self.binding.clone() {
+            self.send_bind(now, user, true);
+        }
+    }
+
+    fn send_bind(&mut self, now: u64, user: BindUser, rebind: bool) -> RequestId {
+        let id = self.next_request_id();
+        self.wire.send(now, Command::BIND, id, &user, Flags::NONE, true);
+        let deadline = now + self.config.request_timeout;
+        self.pending.push(Pending { id, kind: PendingKind::Bind { user, rebind }, deadline });
+        RequestId(id)
+    }
+
+    fn check_ready(&self) -> Result<(), ClientError> {
+        if self.state == ClientState::Ready {
+            Ok(())
+        } else {
+            Err(ClientError::NotReady(self.state))
+        }
+    }
+
+    /// Binds `user_id` (with optional alias and tags); it is bound again automatically after
+    /// every reconnect until [`ClientSession::unbind`] or a kick.
+    pub fn bind(
+        &mut self,
+        now: u64,
+        user_id: &str,
+        alias: Option<&str>,
+        tags: Option<&str>,
+    ) -> Result<RequestId, ClientError> {
+        self.now = now;
+        self.check_ready()?;
+        if user_id.is_empty() {
+            return Err(ClientError::InvalidArgument("userId must not be empty".into()));
+        }
+        let user =
+            BindUser { user_id: user_id.to_owned(), alias: alias.map(str::to_owned), tags: tags.map(str::to_owned) };
+        self.binding = Some(user.clone());
+        Ok(self.send_bind(now, user, false))
+    }
+
+    /// Unbinds the bound user.
+    pub fn unbind(&mut self, now: u64) -> Result<RequestId, ClientError> {
+        self.now = now;
+        self.check_ready()?;
+        let user = self.binding.take().ok_or(ClientError::NotBound)?;
+        let id = self.next_request_id();
+        self.wire.send(now, Command::UNBIND, id, &user, Flags::NONE, true);
+        self.pending.push(Pending { id, kind: PendingKind::Unbind, deadline: now + self.config.request_timeout });
+        Ok(RequestId(id))
+    }
+
+    /// Sends an HTTP request for the server to perform. A `readTimeout` header (ms) is added
+    /// if missing; the request times out `request_timeout` after that.
+    pub fn http_request(&mut self, now: u64, mut req: HttpRequest) -> Result<RequestId, ClientError> {
+        self.now = now;
+        self.check_ready()?;
+        let lower = req.uri.to_ascii_lowercase();
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+            return Err(ClientError::InvalidArgument(format!("uri must be an absolute http(s) URL: {:?}", req.uri)));
+        }
+        let read_timeout = match req.headers.iter().find(|(k, _)| k == READ_TIMEOUT_HEADER) {
+            Some((_, v)) => v
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| ClientError::InvalidArgument(format!("readTimeout header is not a number: {v:?}")))?,
+            None => {
+                req.headers.push((READ_TIMEOUT_HEADER.to_owned(), self.config.http_read_timeout.to_string()));
+                self.config.http_read_timeout
+            }
+        };
+        let id = self.next_request_id();
+        self.wire.send(now, Command::HTTP_PROXY, id, &req, Flags::NONE, true);
+        let deadline = now + read_timeout + self.config.request_timeout;
+        self.pending.push(Pending { id, kind: PendingKind::Http, deadline });
+        Ok(RequestId(id))
+    }
+
+    /// Pushes `content` to the server. With [`AckMode::Auto`] the server acks (MPUSH acks
+    /// auto-ack pushes) and a [`ClientEvent::PushAcked`] or a timeout follows; with
+    /// [`AckMode::None`] nothing follows and `None` is returned. MPUSH never acks BIZ_ACK
+    /// upstream pushes, so that mode is refused.
+    pub fn push(&mut self, now: u64, content: Vec<u8>, ack: AckMode) -> Result<Option<RequestId>, ClientError> {
+        self.now = now;
+        self.check_ready()?;
+        if ack == AckMode::Biz {
+            return Err(ClientError::InvalidArgument("MPUSH servers never ack biz-ack upstream pushes".into()));
+        }
+        let id = self.next_request_id();
+        self.wire.send_body(now, Command::PUSH, id, content, ack.flags(), true);
+        if ack == AckMode::None {
+            return Ok(None);
+        }
+        self.pending.push(Pending { id, kind: PendingKind::PushAck, deadline: now + self.config.request_timeout });
+        Ok(Some(RequestId(id)))
+    }
+
+    /// Acknowledges a push (for [`AckMode::Biz`] pushes; auto acks are sent for you).
+    pub fn ack(&mut self, now: u64, push_session_id: i32) -> Result<(), ClientError> {
+        self.now = now;
+        self.check_ready()?;
+        self.wire.send_packet(now, Packet::new(Command::ACK, push_session_id));
+        Ok(())
+    }
+
+    /// Advances timers: request timeouts, write-idle heartbeats and read-timeout detection.
+    pub fn handle_timeout(&mut self, now: u64) {
+        self.now = now;
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].deadline <= now {
+                let p = self.pending.swap_remove(i);
+                if matches!(p.kind, PendingKind::Handshake { .. } | PendingKind::FastConnect) {
+                    self.state = ClientState::Closing;
+                }
+                self.fail(p, RequestError::Timeout);
+            } else {
+                i += 1;
+            }
+        }
+        if self.state != ClientState::Ready {
+            return;
+        }
+        if now >= self.read_deadline {
+            self.read_misses += 1;
+            if self.read_misses >= 2 {
+                self.state = ClientState::Closing;
+                self.events.push_back(ClientEvent::ConnectionDead);
+                return;
+            }
+            self.read_deadline = now + self.read_period();
+        }
+        if now >= self.wire.last_write + self.write_idle_period() {
+            self.wire.send_heartbeat(now);
+        }
+    }
+
+    /// When to call [`ClientSession::handle_timeout`] next, if ever.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let requests = self.pending.iter().map(|p| p.deadline).min();
+        let timers = (self.state == ClientState::Ready)
+            .then(|| self.read_deadline.min(self.wire.last_write + self.write_idle_period()));
+        match (requests, timers) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Next whole packet to write to the transport.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.wire.poll_transmit()
+    }
+
+    /// Next event. Taking an auto-ack push queues its Ack: the push counts as delivered.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        let e = self.events.pop_front()?;
+        if let ClientEvent::Push(m) = &e {
+            if m.ack == AckMode::Auto && self.state == ClientState::Ready {
+                self.wire.send_packet(self.now, Packet::new(Command::ACK, m.session_id));
+            }
+        }
+        Some(e)
+    }
+}
