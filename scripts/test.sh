@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Runs every test of the project: ./scripts/test.sh (CI: .ci/run).
+#
+# Installs what is missing first (scripts/setup.sh), then runs the steps below in order and
+# stops at the first failure, naming it. The last line is "N passed, M failed" (steps).
+#
+# Lists other crates can join (space-separated crate directories; absent ones are skipped):
+#   WASM_CRATES          clippy -D warnings for wasm32-unknown-unknown
+#   BROWSER_TEST_CRATES  wasm-pack test --headless --chrome (wasm-bindgen-test in Chromium)
+# Environment:
+#   FUZZ_SECONDS         seconds per fuzz target (default 10; 0 builds but does not run)
+#   SKIP_SETUP=1         do not run scripts/setup.sh
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+WASM_CRATES=${WASM_CRATES:-"protocol client-wasm"}
+BROWSER_TEST_CRATES=${BROWSER_TEST_CRATES:-"protocol client-wasm"}
+FUZZ_SECONDS=${FUZZ_SECONDS:-10}
+
+export PATH="$HOME/.cargo/bin:$ROOT/node_modules/.bin:$PATH"
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# wasm-pack test: use Debian's chromedriver (it starts /usr/bin/chromium, flags in
+# <crate>/webdriver.json) instead of downloading one.
+export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
+
+PASSED=0
+FAILED=0
+TIMINGS=()
+START_ALL=$(date +%s)
+
+summary() {
+  local total=$(($(date +%s) - START_ALL))
+  echo
+  echo "---- step timings (s) ----"
+  local t
+  for t in "${TIMINGS[@]}"; do echo "$t"; done
+  echo "total ${total}s"
+  echo "$PASSED passed, $FAILED failed"
+}
+
+# step NAME COMMAND...: runs one step, timed; on failure prints the summary and exits.
+step() {
+  local name=$1
+  shift
+  echo
+  echo "==> $name"
+  local t0
+  t0=$(date +%s)
+  if "$@"; then
+    PASSED=$((PASSED + 1))
+    TIMINGS+=("$(printf '%5d  ok    %s' $(($(date +%s) - t0)) "$name")")
+  else
+    FAILED=$((FAILED + 1))
+    TIMINGS+=("$(printf '%5d  FAIL  %s' $(($(date +%s) - t0)) "$name")")
+    echo
+    echo "FAILED step: $name" >&2
+    summary
+    exit 1
+  fi
+}
+
+skip() { echo "--- skipped: $*"; }
+
+has_npm_script() { [ -f package.json ] && node -e "process.exit(require('./package.json').scripts?.['$1'] ? 0 : 1)"; }
+
+# ---------------------------------------------------------------------------------------
+if [ "${SKIP_SETUP:-0}" != 1 ]; then
+  step "setup (scripts/setup.sh)" ./scripts/setup.sh
+fi
+
+step "cargo fmt --check" cargo fmt --all -- --check
+step "clippy (native, all targets)" cargo clippy --workspace --all-targets --locked -- -D warnings
+
+for crate in $WASM_CRATES; do
+  if [ -f "$crate/Cargo.toml" ]; then
+    step "clippy wasm32 ($crate)" \
+      cargo clippy --manifest-path "$crate/Cargo.toml" --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
+  else
+    skip "clippy wasm32 ($crate): no $crate/"
+  fi
+done
+
+step "cargo test --workspace" cargo test --workspace --locked
+
+for crate in $BROWSER_TEST_CRATES; do
+  if [ -f "$crate/Cargo.toml" ]; then
+    step "browser tests in headless Chromium ($crate)" wasm-pack test --headless --chrome "$crate" -- --locked
+  else
+    skip "browser tests ($crate): no $crate/"
+  fi
+done
+
+# Fuzz targets: build all, then run each for FUZZ_SECONDS. cargo-fuzz needs nightly; without
+# it, stable rustc accepts the -Z flags under RUSTC_BOOTSTRAP=1.
+fuzz() {
+  local cargo_fuzz=(cargo +nightly fuzz)
+  if ! rustup toolchain list | grep -q '^nightly'; then
+    export RUSTC_BOOTSTRAP=1
+    cargo_fuzz=(cargo fuzz)
+  fi
+  local targets
+  targets=$("${cargo_fuzz[@]}" list --fuzz-dir fuzz) || return 1
+  [ -n "$targets" ] || { echo "no fuzz targets in fuzz/"; return 1; }
+  "${cargo_fuzz[@]}" build --fuzz-dir fuzz || return 1
+  [ "$FUZZ_SECONDS" -gt 0 ] || return 0
+  local t log
+  log=$(mktemp)
+  for t in $targets; do
+    echo "--- fuzz $t for ${FUZZ_SECONDS}s"
+    if "${cargo_fuzz[@]}" run --fuzz-dir fuzz "$t" -- -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 \
+      >"$log" 2>&1; then
+      grep -E '^(Done [0-9]+ runs|stat::number_of_executed_units)' "$log" || true
+    else
+      tail -n 60 "$log"
+      echo "fuzz target $t failed (crash input saved under fuzz/artifacts/$t/)"
+      return 1
+    fi
+  done
+}
+if [ -f fuzz/Cargo.toml ]; then
+  step "fuzz targets (build + ${FUZZ_SECONDS}s each)" fuzz
+else
+  skip "fuzz: no fuzz/"
+fi
+
+# End-to-end browser tests (playwright-core driving Debian Chromium), once tests/e2e exists.
+# The npm package is built first if package.json has a "build" script.
+e2e() {
+  if has_npm_script build; then npm run --silent build || return 1; fi
+  if has_npm_script test:e2e; then
+    npm run --silent test:e2e
+  else
+    node --test tests/e2e/
+  fi
+}
+if [ -d tests/e2e ]; then
+  step "end-to-end tests (tests/e2e)" e2e
+else
+  skip "end-to-end tests: no tests/e2e/"
+fi
+
+summary
