@@ -14,7 +14,7 @@ use mpush_protocol::message::{
 };
 use mpush_protocol::{
     AesCipher, Command, ErrorCode, Flags, Frame, FrameDecoder, HttpMethod, HttpRequest, HttpResponse, Message, Packet,
-    RsaPrivateKey, RsaPublicKey, HEARTBEAT_BYTE,
+    RsaPrivateKey, RsaPublicKey, StoredSession, HEARTBEAT_BYTE,
 };
 use rand_chacha::rand_core::SeedableRng;
 use serde_json::Value;
@@ -434,8 +434,21 @@ pub fn heartbeat() {
 }
 
 pub fn persistent_session() {
-    // Filled in once the client's stored-session type is public (see below).
-    persistent_session_impl();
+    let root = root();
+    let v = &root["persistent_session"];
+    let want = StoredSession {
+        session_id: s(v, "session_id").into(),
+        expire_time: int(v, "expire_time"),
+        key: key16(v, "key_hex"),
+        iv: key16(v, "iv_hex"),
+    };
+    assert_eq!(want.to_persistent_string(), s(v, "encoded"));
+    assert_eq!(StoredSession::parse_persistent(s(v, "encoded")).unwrap(), want);
+    // Expired exactly at expire_time.
+    let at = u64::try_from(want.expire_time).unwrap();
+    assert!(!want.is_expired(at - 1) && want.is_expired(at));
+    // Damaged strings are errors, not panics.
+    for bad in ["", "id,1", "id,x,1|2,3|4", &s(v, "encoded").replace("|-39,", "|999,")] {
+        assert!(StoredSession::parse_persistent(bad).is_err(), "{bad:?}");
+    }
 }
-
-fn persistent_session_impl() {}
