@@ -1,0 +1,194 @@
+//! Command line: every [`Config`] key as a flag, each also readable from an `MPUSH_PROXY_*`
+//! environment variable, on top of an optional TOML file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::config::{parse_duration, Config, ConfigError, HttpProxyMode, LogFormat};
+
+/// WebSocket <-> TCP bridge for MPUSH: browsers speak the binary MPUSH protocol over
+/// WebSocket (subprotocol "mpush", one binary message = one packet), the proxy relays it to a
+/// fixed set of MPUSH connection servers over plain TCP.
+///
+/// Precedence: flags, then MPUSH_PROXY_* environment variables, then the --config TOML file,
+/// then defaults. Durations: "500ms", "10s", "5m", "1h" or seconds.
+#[derive(Debug, Default, Parser)]
+#[command(name = "mpush-proxy", version, about, long_about = None, after_help = AFTER_HELP)]
+#[non_exhaustive]
+pub struct Cli {
+    /// TOML config file (keys as in mpush-proxy.example.toml).
+    #[arg(long, short = 'c', env = "MPUSH_PROXY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Listen address [default: 127.0.0.1:8080].
+    #[arg(long, env = "MPUSH_PROXY_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// WebSocket path [default: /mpush].
+    #[arg(long, env = "MPUSH_PROXY_WS_PATH")]
+    pub ws_path: Option<String>,
+    /// MPUSH connection server host:port; repeat, or comma-separate in the variable.
+    #[arg(long = "upstream", env = "MPUSH_PROXY_UPSTREAMS", value_delimiter = ',', value_name = "HOST:PORT")]
+    pub upstreams: Vec<String>,
+    /// Upstream connect timeout per server [default: 3s].
+    #[arg(long, env = "MPUSH_PROXY_CONNECT_TIMEOUT", value_parser = parse_duration)]
+    pub connect_timeout: Option<Duration>,
+    /// Largest browser -> server packet body in bytes [default: 10240].
+    #[arg(long, env = "MPUSH_PROXY_UPSTREAM_MAX_BODY")]
+    pub upstream_max_body: Option<usize>,
+    /// Largest server -> browser packet body in bytes [default: 6291456].
+    #[arg(long, env = "MPUSH_PROXY_DOWNSTREAM_MAX_BODY")]
+    pub downstream_max_body: Option<usize>,
+    /// HTTP-proxy packets (cmd 12): forward to the server, or deny with a 403 [default: forward].
+    #[arg(long, env = "MPUSH_PROXY_HTTP_PROXY", value_enum)]
+    pub http_proxy: Option<HttpProxyMode>,
+    /// Allowed Origin (exact, or *); repeat, or comma-separate [default: same origin only].
+    #[arg(long = "allowed-origin", env = "MPUSH_PROXY_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Maximum concurrent WebSocket sessions [default: 10000].
+    #[arg(long, env = "MPUSH_PROXY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Maximum concurrent WebSocket sessions per client IP [default: 100].
+    #[arg(long, env = "MPUSH_PROXY_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// TLS handshake and HTTP request header timeout [default: 10s].
+    #[arg(long, env = "MPUSH_PROXY_HANDSHAKE_TIMEOUT", value_parser = parse_duration)]
+    pub handshake_timeout: Option<Duration>,
+    /// Close sessions with no packet either way for this long [default: 10m].
+    #[arg(long, env = "MPUSH_PROXY_IDLE_TIMEOUT", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// Ping the browser after this long without a frame from it [default: 30s].
+    #[arg(long, env = "MPUSH_PROXY_PING_INTERVAL", value_parser = parse_duration)]
+    pub ping_interval: Option<Duration>,
+    /// Close when nothing arrives this long after a ping [default: 20s].
+    #[arg(long, env = "MPUSH_PROXY_PONG_TIMEOUT", value_parser = parse_duration)]
+    pub pong_timeout: Option<Duration>,
+    /// Longest wait for one packet write to either side [default: 30s].
+    #[arg(long, env = "MPUSH_PROXY_SEND_TIMEOUT", value_parser = parse_duration)]
+    pub send_timeout: Option<Duration>,
+    /// On SIGTERM/SIGINT, let sessions run this long before closing them with 1001 [default: 10s].
+    #[arg(long, env = "MPUSH_PROXY_DRAIN_TIMEOUT", value_parser = parse_duration)]
+    pub drain_timeout: Option<Duration>,
+    /// PEM certificate chain file (enables TLS, with --tls-key).
+    #[arg(long, env = "MPUSH_PROXY_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key file.
+    #[arg(long, env = "MPUSH_PROXY_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve this directory as static files.
+    #[arg(long, env = "MPUSH_PROXY_WWW", value_name = "DIR")]
+    pub www: Option<PathBuf>,
+    /// Log format [default: text].
+    #[arg(long, env = "MPUSH_PROXY_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter in RUST_LOG syntax, e.g. "info" or "mpush_proxy=debug" [default: info].
+    #[arg(long, env = "MPUSH_PROXY_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+const AFTER_HELP: &str = "\
+WebSocket close codes sent by the proxy:
+  1000 idle timeout | keepalive timeout     1001 going away (shutdown)
+  1002 bad packet length | unknown command | websocket protocol error
+  1003 text frames are not supported        1008 send timeout
+  1009 packet too large                     1011 upstream closed | upstream error | upstream framing error
+  1014 upstream unavailable
+HTTP answers before the upgrade: 403 origin not allowed, 429 per-IP limit, 503 total limit or draining.
+Endpoints: /healthz, /readyz, /metrics (Prometheus), the WebSocket path, static files with --www.";
+
+impl Cli {
+    /// Reads the config file (if any), applies flags and environment variables, validates.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                Config::from_toml(&text)
+                    .map_err(|source| ConfigError::Parse { path: path.clone(), source: Box::new(source) })?
+            }
+            None => Config::default(),
+        };
+        fn set<T: Clone>(dst: &mut T, v: &Option<T>) {
+            if let Some(v) = v {
+                *dst = v.clone();
+            }
+        }
+        set(&mut c.listen, &self.listen);
+        set(&mut c.ws_path, &self.ws_path);
+        if !self.upstreams.is_empty() {
+            c.upstreams = self.upstreams.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+        }
+        set(&mut c.connect_timeout, &self.connect_timeout);
+        set(&mut c.upstream_max_body, &self.upstream_max_body);
+        set(&mut c.downstream_max_body, &self.downstream_max_body);
+        set(&mut c.http_proxy, &self.http_proxy);
+        if !self.allowed_origins.is_empty() {
+            c.allowed_origins =
+                self.allowed_origins.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+        }
+        set(&mut c.max_connections, &self.max_connections);
+        set(&mut c.max_connections_per_ip, &self.max_connections_per_ip);
+        set(&mut c.handshake_timeout, &self.handshake_timeout);
+        set(&mut c.idle_timeout, &self.idle_timeout);
+        set(&mut c.ping_interval, &self.ping_interval);
+        set(&mut c.pong_timeout, &self.pong_timeout);
+        set(&mut c.send_timeout, &self.send_timeout);
+        set(&mut c.drain_timeout, &self.drain_timeout);
+        if self.tls_cert.is_some() {
+            c.tls_cert.clone_from(&self.tls_cert);
+        }
+        if self.tls_key.is_some() {
+            c.tls_key.clone_from(&self.tls_key);
+        }
+        if self.www.is_some() {
+            c.www.clone_from(&self.www);
+        }
+        set(&mut c.log_format, &self.log_format);
+        set(&mut c.log_level, &self.log_level);
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "upstreams = [\"a:1\"]\nws_path = \"/ws\"\nmax_connections = 5\n").unwrap();
+        let cli = Cli::try_parse_from([
+            "mpush-proxy",
+            "--config",
+            path.to_str().unwrap(),
+            "--upstream",
+            "b:2,c:3",
+            "--idle-timeout",
+            "90s",
+            "--http-proxy",
+            "deny",
+        ])
+        .unwrap();
+        let c = cli.load().unwrap();
+        assert_eq!(c.upstreams, ["b:2", "c:3"]);
+        assert_eq!(c.ws_path, "/ws");
+        assert_eq!(c.max_connections, 5);
+        assert_eq!(c.idle_timeout, Duration::from_secs(90));
+        assert_eq!(c.http_proxy, HttpProxyMode::Deny);
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        let cli = Cli { config: Some("/nonexistent/p.toml".into()), ..Cli::default() };
+        assert!(matches!(cli.load(), Err(ConfigError::Read { .. })));
+    }
+}

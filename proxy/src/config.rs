@@ -1,0 +1,278 @@
+//! Proxy configuration: the [`Config`] struct, its TOML form, durations and validation.
+//!
+//! Precedence, highest first: command-line flags, `MPUSH_PROXY_*` environment variables, the
+//! TOML file given with `--config`, built-in defaults (see [`crate::cli::Cli`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Default browser -> server body limit: MPUSH's `mp.core.max-packet-size`.
+pub const DEFAULT_UPSTREAM_MAX_BODY: usize = mpush_protocol::frame::DEFAULT_MAX_BODY;
+/// Default server -> browser body limit: room for MPUSH's 5 MB HTTP-proxy responses.
+pub const DEFAULT_DOWNSTREAM_MAX_BODY: usize = 6 * 1024 * 1024;
+
+/// What the proxy does with HTTP-proxy packets (cmd 12) from the browser.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpProxyMode {
+    /// Pass them to the MPUSH server, which performs the request (`mp.http.proxy-enabled`).
+    #[default]
+    Forward,
+    /// Answer them in the proxy with an unencrypted HttpResponse 403 "Forbidden".
+    Deny,
+}
+
+/// Log output format of the binary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything the proxy needs to run. Build it with [`Config::default`] and set fields, or load
+/// it with [`crate::cli::Cli::load`]. Durations in TOML are strings like `"10s"`, `"500ms"`,
+/// `"5m"` or integers (seconds).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// Address to listen on (HTTP or HTTPS, WebSocket, health, metrics, static files).
+    pub listen: SocketAddr,
+    /// URL path of the WebSocket endpoint.
+    pub ws_path: String,
+    /// Fixed list of MPUSH connection servers as `host:port`. The proxy connects only to
+    /// these (never an open relay). May be empty in the library: every session then closes
+    /// with "upstream unavailable" and `/readyz` answers 503.
+    // TODO(embedded mode): when empty, `main.rs` will start an in-process mpush-gateway and put
+    // its loopback address here.
+    pub upstreams: Vec<String>,
+    /// Timeout of one upstream TCP connect attempt (then the next server is tried).
+    #[serde(deserialize_with = "de_duration")]
+    pub connect_timeout: Duration,
+    /// Largest packet body accepted from the browser (browser -> MPUSH server).
+    pub upstream_max_body: usize,
+    /// Largest packet body accepted from the MPUSH server (server -> browser).
+    pub downstream_max_body: usize,
+    /// Handling of HTTP-proxy packets (cmd 12).
+    pub http_proxy: HttpProxyMode,
+    /// Allowed `Origin` values, exact (`https://app.example.com`), or `*` for any. Empty:
+    /// only same-origin requests (Origin matches the Host header). Requests without an
+    /// Origin header (non-browser clients) are always allowed.
+    pub allowed_origins: Vec<String>,
+    /// Maximum concurrent WebSocket sessions (HTTP 503 beyond it).
+    pub max_connections: usize,
+    /// Maximum concurrent WebSocket sessions per client IP (IPv6: per /64) (HTTP 429 beyond).
+    pub max_connections_per_ip: usize,
+    /// Time allowed for the TLS handshake and for reading HTTP request headers.
+    #[serde(deserialize_with = "de_duration")]
+    pub handshake_timeout: Duration,
+    /// A session with no MPUSH packet in either direction for this long is closed.
+    #[serde(deserialize_with = "de_duration")]
+    pub idle_timeout: Duration,
+    /// A WebSocket ping is sent after this long without any frame from the browser.
+    #[serde(deserialize_with = "de_duration")]
+    pub ping_interval: Duration,
+    /// The session is closed when no frame arrives this long after a ping.
+    #[serde(deserialize_with = "de_duration")]
+    pub pong_timeout: Duration,
+    /// Longest wait for one packet write to the browser or the upstream to complete.
+    #[serde(deserialize_with = "de_duration")]
+    pub send_timeout: Duration,
+    /// On shutdown: how long open sessions may keep running before they are closed with 1001.
+    #[serde(deserialize_with = "de_duration")]
+    pub drain_timeout: Duration,
+    /// PEM certificate chain; with `tls_key`, the listener speaks HTTPS/WSS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// Directory served as static files (`index.html` for directories).
+    pub www: Option<PathBuf>,
+    /// Log format (used by the binary).
+    pub log_format: LogFormat,
+    /// Log filter, in `RUST_LOG` syntax (used by the binary).
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ws_path: "/mpush".into(),
+            upstreams: Vec::new(),
+            connect_timeout: Duration::from_secs(3),
+            upstream_max_body: DEFAULT_UPSTREAM_MAX_BODY,
+            downstream_max_body: DEFAULT_DOWNSTREAM_MAX_BODY,
+            http_proxy: HttpProxyMode::Forward,
+            allowed_origins: Vec::new(),
+            max_connections: 10_000,
+            max_connections_per_ip: 100,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(20),
+            send_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10),
+            tls_cert: None,
+            tls_key: None,
+            www: None,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for [`Config`].
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range or inconsistent with another.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Checks values and their combinations.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if !self.ws_path.starts_with('/') {
+            return bad(format!("ws_path {:?} must start with '/'", self.ws_path));
+        }
+        for u in &self.upstreams {
+            match u.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => {}
+                _ => return bad(format!("upstream {u:?} is not host:port")),
+            }
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("tls_cert and tls_key must be given together".into());
+        }
+        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            return bad("max_connections and max_connections_per_ip must be at least 1".into());
+        }
+        if self.upstream_max_body > i32::MAX as usize || self.downstream_max_body > i32::MAX as usize {
+            return bad("body limits must fit in an int32".into());
+        }
+        let durations = [
+            ("connect_timeout", self.connect_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("ping_interval", self.ping_interval),
+            ("pong_timeout", self.pong_timeout),
+            ("send_timeout", self.send_timeout),
+        ];
+        for (name, d) in durations {
+            if d.is_zero() {
+                return bad(format!("{name} must be greater than zero"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether TLS is configured.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+}
+
+/// Parses `"250ms"`, `"10s"`, `"5m"`, `"1h"`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?} (try \"10s\" or \"500ms\")"))?;
+    let secs = |mul: u64| n.checked_mul(mul).map(Duration::from_secs);
+    let d = match unit.trim() {
+        "ms" => Some(Duration::from_millis(n)),
+        "" | "s" => Some(Duration::from_secs(n)),
+        "m" => secs(60),
+        "h" => secs(3600),
+        _ => None,
+    };
+    d.ok_or_else(|| format!("invalid duration {s:?} (units: ms, s, m, h)"))
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(n) => Ok(Duration::from_secs(n)),
+        Raw::Text(s) => parse_duration(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("1.5s").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("3d").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn toml_overrides_defaults_and_rejects_unknown_keys() {
+        let c = Config::from_toml(
+            "upstreams = [\"10.0.0.5:3000\"]\nidle_timeout = \"90s\"\nconnect_timeout = 2\nhttp_proxy = \"deny\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.upstreams, ["10.0.0.5:3000"]);
+        assert_eq!(c.idle_timeout, Duration::from_secs(90));
+        assert_eq!(c.connect_timeout, Duration::from_secs(2));
+        assert_eq!(c.http_proxy, HttpProxyMode::Deny);
+        assert_eq!(c.ws_path, "/mpush");
+        assert!(c.validate().is_ok());
+        assert!(Config::from_toml("upstream = []").is_err());
+    }
+
+    #[test]
+    fn validation() {
+        let mut c = Config { upstreams: vec!["nohost".into()], ..Config::default() };
+        assert!(c.validate().is_err());
+        c.upstreams = vec!["[::1]:3000".into(), "mpush.internal:3000".into()];
+        assert!(c.validate().is_ok());
+        c.tls_cert = Some("c.pem".into());
+        assert!(c.validate().is_err());
+        c.tls_cert = None;
+        c.ws_path = "mpush".into();
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,397 @@
+//! The listener: accept loop, TLS, HTTP routing, the WebSocket upgrade, sessions and drain.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use mpush_protocol::frame::HEADER_LEN;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::bridge::{self, Ctx};
+use crate::close::CloseReason;
+use crate::config::Config;
+use crate::limits::{LimitError, Limiter, Permit};
+use crate::metrics::{Metrics, Rejection};
+use crate::upstream::Upstreams;
+use crate::{static_files, tls, ProxyError};
+
+/// The WebSocket subprotocol of the MPUSH binary protocol.
+pub const SUBPROTOCOL: &str = "mpush";
+/// Browser messages a little over the limit are read whole and answered with 1009 by the
+/// packet check; only far larger ones are cut off inside tungstenite.
+const MESSAGE_SLACK: usize = 64 * 1024;
+/// How long shut-down sessions get for their close handshakes before `run` returns anyway.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+type Body = Full<Bytes>;
+
+struct Shared {
+    config: Config,
+    metrics: Arc<Metrics>,
+    upstreams: Arc<Upstreams>,
+    limiter: Arc<Limiter>,
+    /// Stop accepting; finish HTTP keep-alive connections; refuse new upgrades.
+    draining: CancellationToken,
+    /// Close open WebSocket sessions with 1001.
+    closing: CancellationToken,
+    ws_config: WebSocketConfig,
+}
+
+/// A bound proxy, ready to [`run`](Proxy::run). Binding first lets a caller (or a test that
+/// binds `127.0.0.1:0`) learn the address before serving.
+pub struct Proxy {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").field("local_addr", &self.local_addr).field("tls", &self.tls.is_some()).finish()
+    }
+}
+
+impl Proxy {
+    /// Validates `config`, loads TLS files and binds `config.listen`.
+    pub async fn bind(config: Config) -> Result<Proxy, ProxyError> {
+        config.validate()?;
+        let listener = TcpListener::bind(config.listen).await?;
+        Proxy::from_listener(config, listener)
+    }
+
+    /// Like [`Proxy::bind`] with an already bound listener (`config.listen` is ignored).
+    pub fn from_listener(config: Config, listener: TcpListener) -> Result<Proxy, ProxyError> {
+        config.validate()?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ => None,
+        };
+        let local_addr = listener.local_addr()?;
+        let metrics = Arc::new(Metrics::new(&config.upstreams));
+        let upstreams = Arc::new(Upstreams::new(&config.upstreams, config.connect_timeout, Arc::clone(&metrics)));
+        let limiter =
+            Arc::new(Limiter::new(config.max_connections, config.max_connections_per_ip, Arc::clone(&metrics)));
+        let max_message = HEADER_LEN + config.upstream_max_body + MESSAGE_SLACK;
+        // Small buffers: an idle session keeps tungstenite's read buffer allocated.
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(2 * 1024)
+            .write_buffer_size(0)
+            .max_message_size(Some(max_message))
+            .max_frame_size(Some(max_message));
+        let shared = Arc::new(Shared {
+            config,
+            metrics,
+            upstreams,
+            limiter,
+            draining: CancellationToken::new(),
+            closing: CancellationToken::new(),
+            ws_config,
+        });
+        Ok(Proxy { listener, local_addr, tls, shared })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then drains: stops accepting (new connections are
+    /// refused), lets open sessions run for `drain_timeout`, closes the remaining WebSockets
+    /// with 1001 "going away", waits briefly for their close handshakes and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
+        let Proxy { listener, local_addr, tls, shared } = self;
+        info!(%local_addr, tls = tls.is_some(), upstreams = ?shared.config.upstreams, "mpush-proxy listening");
+        let tracker = TaskTracker::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        tracker.spawn(handle_connection(Arc::clone(&shared), tls.clone(), stream, peer));
+                    }
+                    Err(e) => {
+                        // Usually out of file descriptors: back off instead of spinning.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        let open = shared.metrics.sessions_current.load(std::sync::atomic::Ordering::Relaxed);
+        info!(open_sessions = open, drain_timeout = ?shared.config.drain_timeout, "draining");
+        shared.draining.cancel();
+        tracker.close();
+        if timeout(shared.config.drain_timeout, tracker.wait()).await.is_err() {
+            shared.closing.cancel();
+            if timeout(CLOSE_WAIT, tracker.wait()).await.is_err() {
+                warn!("some connections did not finish closing");
+            }
+        }
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Serves `config` on `listener` until `shutdown` resolves, then drains (see [`Proxy::run`]).
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ProxyError> {
+    Proxy::from_listener(config, listener)?.run(shutdown).await
+}
+
+async fn handle_connection(shared: Arc<Shared>, tls: Option<TlsAcceptor>, stream: TcpStream, peer: SocketAddr) {
+    match tls {
+        None => serve_http(shared, stream, peer).await,
+        Some(acceptor) => match timeout(shared.config.handshake_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => serve_http(shared, stream, peer).await,
+            Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => debug!(%peer, "TLS handshake timed out"),
+        },
+    }
+}
+
+/// An accepted upgrade, waiting for hyper to hand over the connection.
+struct Pending {
+    upgrade: OnUpgrade,
+    permit: Permit,
+}
+
+type Slot = Arc<Mutex<Option<Pending>>>;
+
+/// HTTP/1.1 on one connection; if a request was upgraded, the WebSocket session then runs
+/// in this same task (one task per connection).
+async fn serve_http<I>(shared: Arc<Shared>, io: I, peer: SocketAddr)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let slot: Slot = Arc::default();
+    let service = {
+        let (shared, slot) = (Arc::clone(&shared), Arc::clone(&slot));
+        service_fn(move |req| {
+            let (shared, slot) = (Arc::clone(&shared), Arc::clone(&slot));
+            async move { Ok::<_, Infallible>(route(&shared, req, peer, &slot).await) }
+        })
+    };
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(shared.config.handshake_timeout);
+    let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = shared.draining.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        debug!(%peer, error = %e, "HTTP connection error");
+    }
+    let pending = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(pending) = pending {
+        run_session(&shared, pending, peer).await;
+    }
+}
+
+async fn run_session(shared: &Shared, pending: Pending, peer: SocketAddr) {
+    let _permit = pending.permit;
+    let upgraded = match pending.upgrade.await {
+        Ok(u) => u,
+        Err(e) => {
+            debug!(%peer, error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(shared.ws_config)).await;
+    let ctx = Ctx { config: &shared.config, metrics: &shared.metrics, shutdown: &shared.closing };
+    let connected = tokio::select! {
+        biased;
+        () = shared.closing.cancelled() => None,
+        c = shared.upstreams.connect() => Some(c),
+    };
+    let reason = match connected {
+        None => CloseReason::GoingAway,
+        Some(None) => CloseReason::UpstreamUnavailable,
+        Some(Some((mut upstream, lease))) => {
+            debug!(%peer, upstream = lease.addr(), "session open");
+            let reason = bridge::relay(&mut ws, &mut upstream, &ctx).await;
+            drop(upstream); // closing either side closes the other
+            reason
+        }
+    };
+    bridge::close(&mut ws, reason).await;
+    shared.metrics.closed(reason);
+    info!(%peer, reason = reason.label(), code = reason.code(), "session closed");
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+async fn route(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, slot: &Slot) -> Response<Body> {
+    if req.uri().path() == shared.config.ws_path {
+        return upgrade(shared, req, peer, slot);
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if shared.upstreams.ready().await => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "no upstream reachable\n"),
+        "/metrics" => {
+            let mut r = Response::new(Full::new(Bytes::from(shared.metrics.render())));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            r
+        }
+        path => match &shared.config.www {
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+            Some(root) => match static_files::load(root, path).await {
+                Ok(Some((bytes, content_type))) => {
+                    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+                    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                    r.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+                    r
+                }
+                Ok(None) => text(StatusCode::NOT_FOUND, "not found\n"),
+                Err(e) => {
+                    warn!(path, error = %e, "static file read failed");
+                    text(StatusCode::INTERNAL_SERVER_ERROR, "read error\n")
+                }
+            },
+        },
+    }
+}
+
+/// Whether a comma-separated header holds `token` (case-insensitive).
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// The origin check: exact match against the list (or `*`); with an empty list, same origin
+/// only (the Origin's host:port equals the Host header, any scheme, as TLS may end in front).
+pub(crate) fn origin_allowed(allowed: &[String], origin: &str, host: Option<&str>) -> bool {
+    if allowed.is_empty() {
+        let bare = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+        return matches!((bare, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h));
+    }
+    allowed.iter().any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+}
+
+fn upgrade(shared: &Shared, mut req: Request<Incoming>, peer: SocketAddr, slot: &Slot) -> Response<Body> {
+    let reject = |why: Rejection, status: StatusCode, body: &'static str| {
+        shared.metrics.rejected(why);
+        debug!(%peer, ?why, "upgrade refused");
+        text(status, body)
+    };
+    if shared.draining.is_cancelled() {
+        return reject(Rejection::Draining, StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+    }
+    let h = req.headers();
+    if !has_token(h, header::UPGRADE, "websocket") || !has_token(h, header::CONNECTION, "upgrade") {
+        let mut r = reject(Rejection::BadHandshake, StatusCode::UPGRADE_REQUIRED, "WebSocket upgrade required\n");
+        r.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        return r;
+    }
+    if req.method() != Method::GET {
+        return reject(Rejection::BadHandshake, StatusCode::METHOD_NOT_ALLOWED, "GET required\n");
+    }
+    if h.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
+        let mut r = reject(Rejection::BadHandshake, StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 required\n");
+        r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return r;
+    }
+    let Some(key) = h.get(header::SEC_WEBSOCKET_KEY) else {
+        return reject(Rejection::BadHandshake, StatusCode::BAD_REQUEST, "Sec-WebSocket-Key missing\n");
+    };
+    if let Some(origin) = h.get(header::ORIGIN) {
+        let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+        let ok = origin.to_str().is_ok_and(|o| origin_allowed(&shared.config.allowed_origins, o, host));
+        if !ok {
+            return reject(Rejection::Origin, StatusCode::FORBIDDEN, "origin not allowed\n");
+        }
+    }
+    let accept = derive_accept_key(key.as_bytes());
+    let mpush = has_token(h, header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL);
+    let permit = match shared.limiter.try_acquire(peer.ip()) {
+        Ok(p) => p,
+        Err(LimitError::Total) => {
+            return reject(Rejection::TotalLimit, StatusCode::SERVICE_UNAVAILABLE, "too many connections\n")
+        }
+        Err(LimitError::PerIp) => {
+            return reject(
+                Rejection::PerIpLimit,
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections from your address\n",
+            )
+        }
+    };
+    let upgrade = hyper::upgrade::on(&mut req);
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pending { upgrade, permit });
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let hs = r.headers_mut();
+    hs.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    hs.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        hs.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if mpush {
+        hs.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        let none: Vec<String> = Vec::new();
+        assert!(origin_allowed(&none, "http://127.0.0.1:8080", Some("127.0.0.1:8080")));
+        assert!(origin_allowed(&none, "https://push.example.com", Some("push.example.com")));
+        assert!(!origin_allowed(&none, "https://evil.example", Some("push.example.com")));
+        assert!(!origin_allowed(&none, "null", None));
+        let list = vec!["https://app.example.com/".to_owned()];
+        assert!(origin_allowed(&list, "https://app.example.com", None));
+        assert!(!origin_allowed(&list, "https://app.example.com.evil", None));
+        assert!(!origin_allowed(&list, "http://app.example.com", None));
+        assert!(origin_allowed(&["*".to_owned()], "https://anything", None));
+    }
+}
