@@ -1,0 +1,266 @@
+//! Gateway settings: a TOML file in MPUSH's vocabulary (`mp.core.*`, `mp.security.*`,
+//! `mp.http.*`), overridable from the environment and the command line.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::GatewayError;
+
+/// Everything the gateway needs. `Default` binds both listeners to 127.0.0.1:0 and generates
+/// an ephemeral key pair.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GatewayConfig {
+    /// Where the MPUSH byte stream is served (MPUSH's connection server port is 3000).
+    pub listen: SocketAddr,
+    /// Where the push API is served; keep it on loopback unless a token is set.
+    pub api_listen: SocketAddr,
+    /// `mp.security.*`: the RSA key pair.
+    pub security: SecurityConfig,
+    /// `mp.core.*`: heartbeat, packet and session limits.
+    pub core: CoreConfig,
+    /// `mp.http.*`: the HTTP proxy (cmd 12).
+    pub http: HttpProxyConfig,
+    /// The push API.
+    pub api: ApiConfig,
+    /// Where upstream pushes (client -> server) go.
+    pub upstream: UpstreamConfig,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> GatewayConfig {
+        GatewayConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            security: SecurityConfig::default(),
+            core: CoreConfig::default(),
+            http: HttpProxyConfig::default(),
+            api: ApiConfig::default(),
+            upstream: UpstreamConfig::default(),
+        }
+    }
+}
+
+/// `mp.security.*`. With neither key nor key file, an ephemeral key pair is generated.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SecurityConfig {
+    /// `mp.security.private-key`: base64 PKCS#8.
+    pub private_key: Option<String>,
+    /// `mp.security.public-key`: base64 X.509; checked against the private key when given.
+    pub public_key: Option<String>,
+    /// Dev mode: a TOML file holding `private-key`/`public-key`; generated (1024 bits, as
+    /// MPUSH) on first start when missing. Ignored when `private-key` is set.
+    pub key_file: Option<PathBuf>,
+}
+
+/// `mp.core.*`, MPUSH's defaults.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CoreConfig {
+    /// `min-heartbeat`, ms.
+    pub min_heartbeat: i32,
+    /// `max-heartbeat`, ms.
+    pub max_heartbeat: i32,
+    /// Read-idle periods tolerated before closing (MPUSH: 2, closing on the 3rd).
+    pub max_heartbeat_timeouts: u32,
+    /// `max-packet-size`: largest inbound body, bytes.
+    pub max_packet_size: usize,
+    /// `compress-threshold`: outbound bodies longer than this are compressed, bytes.
+    pub compress_threshold: usize,
+    /// `session-expired-time`: resumable session lifetime, ms (1 day).
+    pub session_expired_time: u64,
+    /// How long a connection may stay without handshake, ms.
+    pub handshake_timeout: u64,
+    /// Most resumable sessions kept in memory.
+    pub max_sessions: usize,
+}
+
+impl Default for CoreConfig {
+    fn default() -> CoreConfig {
+        CoreConfig {
+            min_heartbeat: 180_000,
+            max_heartbeat: 180_000,
+            max_heartbeat_timeouts: 2,
+            max_packet_size: 10_240,
+            compress_threshold: 10_240,
+            session_expired_time: 86_400_000,
+            handshake_timeout: 60_000,
+            max_sessions: 1_000_000,
+        }
+    }
+}
+
+/// `mp.http.*`: the HTTP proxy. Disabled by default (cmd 12 then gets Error 101 and the
+/// connection is closed, as MPUSH does); when enabled, only allowlisted hosts are reached.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpProxyConfig {
+    /// `proxy-enabled`.
+    pub proxy_enabled: bool,
+    /// Hosts the proxy may reach: `host` (any port) or `host:port`, matched case-insensitively
+    /// against the request URI (before mapping). Empty means every request is refused (403).
+    pub allow: Vec<String>,
+    /// `dns-mapping`: host -> addresses (`ip:port`) to connect to instead of resolving the
+    /// host. Mapping targets are trusted configuration.
+    pub dns_mapping: BTreeMap<String, Vec<String>>,
+    /// `default-read-timeout` when the client sends no `readTimeout` header, ms.
+    pub default_read_timeout: u64,
+    /// `max-content-length`: largest upstream response body, bytes (5 MB).
+    pub max_content_length: usize,
+    /// Most redirects followed.
+    pub max_redirects: u32,
+}
+
+impl Default for HttpProxyConfig {
+    fn default() -> HttpProxyConfig {
+        HttpProxyConfig {
+            proxy_enabled: false,
+            allow: Vec::new(),
+            dns_mapping: BTreeMap::new(),
+            default_read_timeout: 10_000,
+            max_content_length: 5 * 1024 * 1024,
+            max_redirects: 5,
+        }
+    }
+}
+
+/// The push API.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ApiConfig {
+    /// When set, `POST /push` and `GET /users` need `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
+/// Upstream pushes.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UpstreamConfig {
+    /// A plain-HTTP URL each upstream push is POSTed to as JSON; logged only when unset.
+    pub webhook: Option<String>,
+}
+
+impl GatewayConfig {
+    /// Parses a TOML configuration.
+    pub fn from_toml(text: &str) -> Result<GatewayConfig, GatewayError> {
+        toml::from_str(text).map_err(|e| GatewayError::Config(e.to_string()))
+    }
+
+    /// Reads and parses a TOML configuration file.
+    pub fn from_file(path: &std::path::Path) -> Result<GatewayConfig, GatewayError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| GatewayError::Config(format!("cannot read {}: {e}", path.display())))?;
+        GatewayConfig::from_toml(&text)
+    }
+
+    /// Applies `MPUSH_GATEWAY_*` variables looked up with `var`: `LISTEN`, `API_LISTEN`,
+    /// `PRIVATE_KEY`, `PUBLIC_KEY`, `KEY_FILE`, `API_TOKEN`, `WEBHOOK`.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), GatewayError> {
+        let get = |name: &str| var(&format!("MPUSH_GATEWAY_{name}")).filter(|v| !v.trim().is_empty());
+        if let Some(v) = get("LISTEN") {
+            self.listen = parse_addr("MPUSH_GATEWAY_LISTEN", &v)?;
+        }
+        if let Some(v) = get("API_LISTEN") {
+            self.api_listen = parse_addr("MPUSH_GATEWAY_API_LISTEN", &v)?;
+        }
+        if let Some(v) = get("PRIVATE_KEY") {
+            self.security.private_key = Some(v);
+        }
+        if let Some(v) = get("PUBLIC_KEY") {
+            self.security.public_key = Some(v);
+        }
+        if let Some(v) = get("KEY_FILE") {
+            self.security.key_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("API_TOKEN") {
+            self.api.token = Some(v);
+        }
+        if let Some(v) = get("WEBHOOK") {
+            self.upstream.webhook = Some(v);
+        }
+        Ok(())
+    }
+
+    /// Checks values that would make the server misbehave.
+    pub fn validate(&self) -> Result<(), GatewayError> {
+        let c = &self.core;
+        if c.min_heartbeat < 1000 || c.max_heartbeat < c.min_heartbeat {
+            return Err(GatewayError::Config(format!(
+                "heartbeat bounds must satisfy 1000 <= min-heartbeat <= max-heartbeat, got {}..{}",
+                c.min_heartbeat, c.max_heartbeat
+            )));
+        }
+        if c.max_packet_size == 0 || c.session_expired_time == 0 || c.handshake_timeout == 0 {
+            return Err(GatewayError::Config(
+                "max-packet-size, session-expired-time and handshake-timeout must be > 0".into(),
+            ));
+        }
+        if self.http.max_content_length == 0 || self.http.default_read_timeout == 0 {
+            return Err(GatewayError::Config("http max-content-length and default-read-timeout must be > 0".into()));
+        }
+        for (host, addrs) in &self.http.dns_mapping {
+            if addrs.is_empty() {
+                return Err(GatewayError::Config(format!("dns-mapping for {host:?} has no address")));
+            }
+        }
+        if let Some(url) = &self.upstream.webhook {
+            if !url.starts_with("http://") {
+                return Err(GatewayError::Config(format!("webhook must be a plain http:// URL, got {url:?}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_addr(name: &str, v: &str) -> Result<SocketAddr, GatewayError> {
+    v.trim().parse().map_err(|_| GatewayError::Config(format!("{name}: not a socket address: {v:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_uses_mpush_names_and_defaults() {
+        let c = GatewayConfig::from_toml(
+            r#"
+            listen = "0.0.0.0:3000"
+            [core]
+            min-heartbeat = 2000
+            max-heartbeat = 4000
+            [http]
+            proxy-enabled = true
+            allow = ["api.internal", "127.0.0.1:8080"]
+            dns-mapping = { "api.internal" = ["127.0.0.1:9000"] }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 3000);
+        assert_eq!(c.core.min_heartbeat, 2000);
+        assert_eq!(c.core.max_packet_size, 10_240);
+        assert_eq!(c.core.session_expired_time, 86_400_000);
+        assert!(c.http.proxy_enabled);
+        assert_eq!(c.http.dns_mapping["api.internal"], vec!["127.0.0.1:9000".to_owned()]);
+        assert_eq!(c.http.max_content_length, 5 * 1024 * 1024);
+        c.validate().unwrap();
+        assert!(GatewayConfig::from_toml("nonsense = 1").is_err());
+    }
+
+    #[test]
+    fn env_overrides() {
+        let mut c = GatewayConfig::default();
+        c.apply_env(|k| match k {
+            "MPUSH_GATEWAY_LISTEN" => Some("127.0.0.1:3000".into()),
+            "MPUSH_GATEWAY_API_TOKEN" => Some("secret".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.listen.port(), 3000);
+        assert_eq!(c.api.token.as_deref(), Some("secret"));
+        assert!(c.apply_env(|_| Some("nope".into())).is_err());
+    }
+}

@@ -1,0 +1,256 @@
+//! One task per MPUSH connection. It only moves bytes and time in and out of the
+//! [`ServerSession`] and reacts to its events: routing, push results, the HTTP proxy, the
+//! upstream sink. Protocol rules live in `mpush-protocol`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mpush_protocol::{AckMode, CloseReason, ServerEvent, ServerSession};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::http_proxy::ProxyOutcome;
+use crate::push::PushResult;
+use crate::router::{split_tags, ConnHandle, ConnId};
+use crate::sink::UpstreamMessage;
+use crate::{now_ms, os_seed, Shared};
+
+/// A slow reader that cannot take a write within this long is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What other tasks ask of a connection task.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnCommand {
+    /// Push content; the result arrives on `reply` (success once written for
+    /// [`AckMode::None`], else when acked or timed out).
+    Push {
+        /// Content.
+        content: Vec<u8>,
+        /// Ack mode.
+        ack: AckMode,
+        /// Ack timeout, ms.
+        timeout_ms: u64,
+        /// Where the result goes.
+        reply: oneshot::Sender<PushResult>,
+    },
+    /// Another connection bound this connection's user with the same client type.
+    Kick,
+    /// The answer to an HTTP-proxy request performed in a spawned task.
+    HttpReply {
+        /// The request's header session id.
+        session_id: i32,
+        /// What to answer.
+        outcome: ProxyOutcome,
+    },
+    /// Close the connection (after flushing).
+    Close,
+}
+
+struct Conn {
+    id: ConnId,
+    peer: SocketAddr,
+    tx: mpsc::UnboundedSender<ConnCommand>,
+    session: ServerSession,
+    shared: Arc<Shared>,
+    /// Pushes waiting for an ack, by push session id.
+    awaiting_ack: HashMap<i32, oneshot::Sender<PushResult>>,
+    /// No-ack pushes that succeed once the next flush completes.
+    awaiting_write: Vec<oneshot::Sender<PushResult>>,
+}
+
+/// Serves one accepted MPUSH connection until it closes.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let id = shared.next_conn_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let session = ServerSession::new(shared.server_config.clone(), os_seed(), now_ms());
+    let mut c = Conn { id, peer, tx, session, shared, awaiting_ack: HashMap::new(), awaiting_write: Vec::new() };
+    let (mut reader, mut writer) = stream.into_split();
+    let mut buf = vec![0u8; 16 * 1024];
+    tracing::debug!(conn = id, %peer, "connection accepted");
+    let why = loop {
+        c.process_events();
+        match tokio::time::timeout(WRITE_TIMEOUT, flush(&mut writer, &mut c.session)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => break format!("write failed: {e}"),
+            Err(_) => break "write timed out".to_owned(),
+        }
+        for reply in c.awaiting_write.drain(..) {
+            let _ = reply.send(PushResult::Success);
+        }
+        if c.session.is_closed() {
+            break "closed by the session".to_owned();
+        }
+        let sleep = c.session.poll_timeout().map(|at| Duration::from_millis(at.saturating_sub(now_ms())));
+        tokio::select! {
+            r = reader.read(&mut buf) => match r {
+                Ok(0) => break "closed by the client".to_owned(),
+                Ok(n) => {
+                    if let Err(e) = c.session.handle_input(now_ms(), &buf[..n], &*c.shared.store) {
+                        // Malformed input closes only this connection.
+                        c.process_events();
+                        break format!("bad input: {e}");
+                    }
+                }
+                Err(e) => break format!("read failed: {e}"),
+            },
+            cmd = rx.recv() => {
+                if let Some(cmd) = cmd {
+                    c.handle_command(cmd);
+                }
+            }
+            () = sleep_opt(sleep) => c.session.handle_timeout(now_ms()),
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    c.session.close(CloseReason::Requested);
+                }
+            }
+        }
+    };
+    tracing::debug!(conn = id, %peer, reason = %why, "connection closed");
+    let _ = writer.shutdown().await;
+    c.cleanup();
+}
+
+async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn flush(writer: &mut OwnedWriteHalf, session: &mut ServerSession) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    while let Some(b) = session.poll_transmit() {
+        out.extend_from_slice(&b);
+    }
+    if !out.is_empty() {
+        writer.write_all(&out).await?;
+    }
+    Ok(())
+}
+
+impl Conn {
+    fn handle(&self) -> Option<ConnHandle> {
+        let client = self.session.client()?;
+        Some(ConnHandle {
+            id: self.id,
+            tx: self.tx.clone(),
+            peer: self.peer,
+            device_id: client.device_id.clone(),
+            client_type: client.client_type,
+        })
+    }
+
+    fn process_events(&mut self) {
+        while let Some(e) = self.session.poll_event() {
+            self.on_event(e);
+        }
+    }
+
+    fn on_event(&mut self, e: ServerEvent) {
+        match e {
+            ServerEvent::HandshakeOk { client, heartbeat, .. } => {
+                tracing::debug!(conn = self.id, device = %client.device_id, heartbeat, "handshake ok");
+            }
+            ServerEvent::FastConnected { client, heartbeat } => {
+                tracing::debug!(conn = self.id, device = %client.device_id, heartbeat, "fast connected");
+            }
+            ServerEvent::Bound { user_id, tags, .. } => {
+                let Some(handle) = self.handle() else { return };
+                tracing::debug!(conn = self.id, user = %user_id, "bound");
+                if let Some(old) = self.shared.router.bind(&user_id, handle, split_tags(tags.as_deref())) {
+                    // MPUSH kicks the older connection of the same user and client type; it
+                    // stays open but no longer receives the user's pushes.
+                    tracing::info!(user = %user_id, old = old.id, new = self.id, "kicking older connection");
+                    let _ = old.tx.send(ConnCommand::Kick);
+                }
+            }
+            ServerEvent::Unbound { user_id } => self.shared.router.unbind(&user_id, self.id),
+            ServerEvent::UpstreamPush { session_id, content, .. } => {
+                let device_id = self.session.client().map(|c| c.device_id.clone()).unwrap_or_default();
+                let user_id = self.session.user_id().map(str::to_owned);
+                self.shared.sink.deliver(UpstreamMessage { user_id, device_id, session_id, content });
+            }
+            ServerEvent::PushAcked { session_id } => {
+                if let Some(reply) = self.awaiting_ack.remove(&session_id) {
+                    let _ = reply.send(PushResult::Success);
+                }
+            }
+            ServerEvent::PushAckTimeout { session_id } => {
+                if let Some(reply) = self.awaiting_ack.remove(&session_id) {
+                    let _ = reply.send(PushResult::Timeout);
+                }
+            }
+            ServerEvent::HttpRequest { session_id, request } => {
+                let proxy = self.shared.http_proxy.clone();
+                let tx = self.tx.clone();
+                let peer = self.peer;
+                tokio::spawn(async move {
+                    let outcome = proxy.perform(request, peer).await;
+                    let _ = tx.send(ConnCommand::HttpReply { session_id, outcome });
+                });
+            }
+            ServerEvent::Close { reason } => {
+                tracing::debug!(conn = self.id, ?reason, "session closing");
+            }
+            other => tracing::debug!(conn = self.id, event = ?other, "unhandled session event"),
+        }
+    }
+
+    fn handle_command(&mut self, cmd: ConnCommand) {
+        let now = now_ms();
+        match cmd {
+            ConnCommand::Push { content, ack, timeout_ms, reply } => {
+                match self.session.push(now, content, ack, timeout_ms) {
+                    Ok(id) if ack == AckMode::None => {
+                        let _ = id;
+                        self.awaiting_write.push(reply);
+                    }
+                    Ok(id) => {
+                        self.awaiting_ack.insert(id, reply);
+                    }
+                    Err(_) => {
+                        let _ = reply.send(PushResult::Failure);
+                    }
+                }
+            }
+            ConnCommand::Kick => {
+                let _ = self.session.kick(now);
+            }
+            ConnCommand::HttpReply { session_id, outcome } => {
+                let r = match outcome {
+                    ProxyOutcome::Response(resp) => self.session.http_response(now, session_id, &resp),
+                    ProxyOutcome::Error { status, reason } => self.session.http_error(now, session_id, status, reason),
+                };
+                if let Err(e) = r {
+                    tracing::debug!(conn = self.id, error = %e, "http reply dropped");
+                }
+            }
+            ConnCommand::Close => self.session.close(CloseReason::Requested),
+        }
+    }
+
+    fn cleanup(&mut self) {
+        if let Some(user) = self.session.user_id() {
+            self.shared.router.unbind(user, self.id);
+        }
+        // A closed connection fails its pending pushes.
+        for (_, reply) in self.awaiting_ack.drain() {
+            let _ = reply.send(PushResult::Failure);
+        }
+        for reply in self.awaiting_write.drain(..) {
+            let _ = reply.send(PushResult::Failure);
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! # mpush-gateway
+//!
+//! An MPUSH-compatible connection server: native MPUSH clients (the Java/Android SDK, the
+//! browser client through `mpush-proxy`) handshake, fast connect, heartbeat, bind, receive
+//! pushes with acks and use the HTTP proxy, exactly as against MPUSH's Java connection
+//! server. A small HTTP API pushes to users.
+//!
+//! The protocol lives in `mpush-protocol`'s [`ServerSession`](mpush_protocol::ServerSession);
+//! this crate only drives it: one tokio task per connection moves bytes and time in and out
+//! and reacts to its events.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mpush_gateway::GatewayError> {
+//! let gateway = mpush_gateway::Gateway::bind(mpush_gateway::GatewayConfig::default()).await?;
+//! println!("mpush on {}, api on {}, key {}", gateway.mpush_addr(), gateway.api_addr(), gateway.public_key());
+//! gateway.run_until(async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mpush_protocol::{MemorySessionStore, ServerConfig, SessionStore};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub mod api;
+pub mod config;
+pub mod conn;
+pub mod http_proxy;
+pub mod keys;
+pub mod push;
+pub mod router;
+pub mod sink;
+
+pub use config::GatewayConfig;
+pub use http_proxy::{HttpProxy, ProxyOutcome};
+pub use keys::KeyPair;
+pub use push::{PushResult, PushTarget, Pusher, UserResult};
+pub use router::Router;
+pub use sink::{LogSink, UpstreamMessage, UpstreamSink, WebhookSink};
+
+/// An error starting the gateway.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The configuration is invalid.
+    #[error("config: {0}")]
+    Config(String),
+    /// The RSA keys are missing, malformed or mismatched.
+    #[error("keys: {0}")]
+    Key(String),
+    /// A listener could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Milliseconds since the Unix epoch: the `now` every session call takes.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A session seed from the OS CSPRNG.
+pub(crate) fn os_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    seed
+}
+
+/// State shared by every task of one gateway.
+pub(crate) struct Shared {
+    pub(crate) server_config: Arc<ServerConfig>,
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) router: Router,
+    pub(crate) sink: Arc<dyn UpstreamSink>,
+    pub(crate) http_proxy: Arc<HttpProxy>,
+    pub(crate) public_key: String,
+    pub(crate) api_token: Option<String>,
+    pub(crate) next_conn_id: AtomicU64,
+    pub(crate) active: AtomicUsize,
+}
+
+/// Replaceable parts: where upstream pushes go, where resumable sessions live, and the key
+/// pair (to skip generating one).
+#[derive(Default)]
+pub struct GatewayOptions {
+    /// Upstream sink; default: [`WebhookSink`] when `upstream.webhook` is set, else [`LogSink`].
+    pub sink: Option<Arc<dyn UpstreamSink>>,
+    /// Session store; default: a [`MemorySessionStore`] purged every minute.
+    pub session_store: Option<Arc<dyn SessionStore>>,
+    /// Key pair; default: from `config.security`.
+    pub keys: Option<KeyPair>,
+}
+
+impl std::fmt::Debug for GatewayOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayOptions").field("keys", &self.keys.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// A bound, not yet running gateway.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    mpush: TcpListener,
+    api: TcpListener,
+    purge: Option<Arc<MemorySessionStore>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("mpush", &self.mpush_addr()).field("api", &self.api_addr()).finish()
+    }
+}
+
+async fn listen(addr: SocketAddr) -> Result<TcpListener, GatewayError> {
+    TcpListener::bind(addr).await.map_err(|source| GatewayError::Bind { addr, source })
+}
+
+impl Gateway {
+    /// Validates `config`, loads or generates the keys and binds both listeners.
+    pub async fn bind(config: GatewayConfig) -> Result<Gateway, GatewayError> {
+        Gateway::bind_with(config, GatewayOptions::default()).await
+    }
+
+    /// [`Gateway::bind`] with replaced parts.
+    pub async fn bind_with(config: GatewayConfig, options: GatewayOptions) -> Result<Gateway, GatewayError> {
+        config.validate()?;
+        let keys = match options.keys {
+            Some(k) => k,
+            None => {
+                let security = config.security.clone();
+                tokio::task::spawn_blocking(move || KeyPair::from_config(&security))
+                    .await
+                    .map_err(|e| GatewayError::Key(e.to_string()))??
+            }
+        };
+        let c = &config.core;
+        let mut server_config = ServerConfig::new(keys.private_key.clone());
+        server_config.min_heartbeat = c.min_heartbeat;
+        server_config.max_heartbeat = c.max_heartbeat;
+        server_config.max_heartbeat_timeouts = c.max_heartbeat_timeouts;
+        server_config.max_packet_size = c.max_packet_size;
+        server_config.compress_threshold = c.compress_threshold;
+        server_config.session_expire = c.session_expired_time;
+        server_config.handshake_timeout = c.handshake_timeout;
+        server_config.http_proxy_enabled = config.http.proxy_enabled;
+        let (store, purge): (Arc<dyn SessionStore>, _) = match options.session_store {
+            Some(s) => (s, None),
+            None => {
+                let m = Arc::new(MemorySessionStore::new(c.max_sessions));
+                (m.clone(), Some(m))
+            }
+        };
+        let sink: Arc<dyn UpstreamSink> = match (options.sink, &config.upstream.webhook) {
+            (Some(s), _) => s,
+            (None, Some(url)) => Arc::new(WebhookSink::new(url.clone())),
+            (None, None) => Arc::new(LogSink),
+        };
+        let mpush = listen(config.listen).await?;
+        let api = listen(config.api_listen).await?;
+        let shared = Arc::new(Shared {
+            server_config: Arc::new(server_config),
+            store,
+            router: Router::default(),
+            sink,
+            http_proxy: Arc::new(HttpProxy::new(config.http.clone())),
+            public_key: keys.public_key_base64,
+            api_token: config.api.token.clone().filter(|t| !t.is_empty()),
+            next_conn_id: AtomicU64::new(1),
+            active: AtomicUsize::new(0),
+        });
+        Ok(Gateway { shared, mpush, api, purge })
+    }
+
+    /// Where the MPUSH byte stream is served.
+    pub fn mpush_addr(&self) -> SocketAddr {
+        self.mpush.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Where the push API is served.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The public key clients need, base64 X.509 (`mp.security.public-key`).
+    pub fn public_key(&self) -> String {
+        self.shared.public_key.clone()
+    }
+
+    /// Pushes to users from the embedding program, as `POST /push` does.
+    pub fn pusher(&self) -> Pusher {
+        Pusher { shared: self.shared.clone() }
+    }
+
+    /// Runs until `shutdown` completes, then closes every connection (each flushes first) and
+    /// returns once they are gone (at most 5 s later).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let Gateway { shared, mpush, api, purge } = self;
+        let api_task = tokio::spawn(api::serve(shared.clone(), api, stop_rx.clone()));
+        let purge_task = purge.map(|store| {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    let left = store.purge_expired(now_ms());
+                    tracing::debug!(sessions = left, "purged expired sessions");
+                }
+            })
+        });
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                r = mpush.accept() => match r {
+                    Ok((stream, peer)) => {
+                        let shared = shared.clone();
+                        let stop = stop_rx.clone();
+                        shared.active.fetch_add(1, Ordering::Relaxed);
+                        tokio::spawn(async move {
+                            conn::serve(shared.clone(), stream, peer, stop).await;
+                            shared.active.fetch_sub(1, Ordering::Relaxed);
+                        });
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                () = &mut shutdown => break,
+            }
+        }
+        drop(mpush);
+        let _ = stop_tx.send(true);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while shared.active.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(t) = purge_task {
+            t.abort();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), api_task).await;
+    }
+
+    /// Runs the gateway in a background task; the handle stops it.
+    pub fn spawn(self) -> GatewayHandle {
+        let (tx, mut rx) = watch::channel(false);
+        let mpush_addr = self.mpush_addr();
+        let api_addr = self.api_addr();
+        let public_key = self.public_key();
+        let pusher = self.pusher();
+        let task = tokio::spawn(self.run_until(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }));
+        GatewayHandle { stop: tx, task, mpush_addr, api_addr, public_key, pusher }
+    }
+}
+
+/// A gateway running in the background (from [`Gateway::spawn`]).
+#[derive(Debug)]
+pub struct GatewayHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    mpush_addr: SocketAddr,
+    api_addr: SocketAddr,
+    public_key: String,
+    pusher: Pusher,
+}
+
+impl GatewayHandle {
+    /// Where the MPUSH byte stream is served.
+    pub fn mpush_addr(&self) -> SocketAddr {
+        self.mpush_addr
+    }
+
+    /// Where the push API is served.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// The public key clients need, base64 X.509.
+    pub fn public_key(&self) -> &str {
+        &self.public_key
+    }
+
+    /// Pushes to users from the embedding program.
+    pub fn pusher(&self) -> &Pusher {
+        &self.pusher
+    }
+
+    /// Stops the gateway and waits for it to finish.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,124 @@
+//! `mpush-gateway`: an MPUSH-compatible connection server with a push API.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use mpush_gateway::{Gateway, GatewayConfig};
+
+/// An MPUSH-compatible connection server with an HTTP push API.
+#[derive(Debug, Parser)]
+#[command(name = "mpush-gateway", version, about)]
+struct Cli {
+    /// TOML configuration file (see gateway/README.md).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address of the MPUSH byte stream (MPUSH's connection server uses port 3000).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Address of the push API (keep it on loopback unless a token is set).
+    #[arg(long)]
+    api_listen: Option<SocketAddr>,
+    /// Dev-mode key file: generated on first start, reused afterwards.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Bearer token for the push API (env MPUSH_GATEWAY_API_TOKEN is preferred).
+    #[arg(long)]
+    api_token: Option<String>,
+    /// Enable the HTTP proxy (cmd 12) for this host or host:port; repeatable.
+    #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
+    allow_hosts: Vec<String>,
+    /// POST upstream pushes as JSON to this http:// URL.
+    #[arg(long)]
+    webhook: Option<String>,
+    /// Smallest heartbeat, ms (mp.core.min-heartbeat).
+    #[arg(long)]
+    min_heartbeat: Option<i32>,
+    /// Largest heartbeat, ms (mp.core.max-heartbeat).
+    #[arg(long)]
+    max_heartbeat: Option<i32>,
+}
+
+/// Where the dev-mode key pair is kept when nothing else is configured.
+const DEFAULT_KEY_FILE: &str = ".mpush-gateway-key.toml";
+
+fn load_config(cli: Cli) -> Result<GatewayConfig, mpush_gateway::GatewayError> {
+    let mut config = match &cli.config {
+        Some(path) => GatewayConfig::from_file(path)?,
+        None => GatewayConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 3000)),
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            ..GatewayConfig::default()
+        },
+    };
+    config.apply_env(|k| std::env::var(k).ok())?;
+    if let Some(a) = cli.listen {
+        config.listen = a;
+    }
+    if let Some(a) = cli.api_listen {
+        config.api_listen = a;
+    }
+    if let Some(p) = cli.key_file {
+        config.security.key_file = Some(p);
+    }
+    if let Some(t) = cli.api_token {
+        config.api.token = Some(t);
+    }
+    if !cli.allow_hosts.is_empty() {
+        config.http.proxy_enabled = true;
+        config.http.allow.extend(cli.allow_hosts);
+    }
+    if let Some(w) = cli.webhook {
+        config.upstream.webhook = Some(w);
+    }
+    if let Some(v) = cli.min_heartbeat {
+        config.core.min_heartbeat = v;
+    }
+    if let Some(v) = cli.max_heartbeat {
+        config.core.max_heartbeat = v;
+    }
+    if config.security.private_key.is_none() && config.security.key_file.is_none() {
+        config.security.key_file = Some(PathBuf::from(DEFAULT_KEY_FILE));
+    }
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let config = match load_config(Cli::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mpush-gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if config.security.private_key.is_none() {
+        if let Some(p) = &config.security.key_file {
+            tracing::warn!(key_file = %p.display(), "dev mode: key pair kept in a file; set mp.security keys for production");
+        }
+    }
+    let gateway = match Gateway::bind(config).await {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("mpush-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("mpush-gateway: MPUSH on {}, push API on http://{}", gateway.mpush_addr(), gateway.api_addr());
+    println!("public key (mp.security.public-key): {}", gateway.public_key());
+    gateway
+        .run_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
+        .await;
+    ExitCode::SUCCESS
+}
