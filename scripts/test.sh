@@ -86,7 +86,7 @@ step "cargo test --workspace" cargo test --workspace --locked
 
 for crate in $BROWSER_TEST_CRATES; do
   if [ -f "$crate/Cargo.toml" ]; then
-    step "browser tests in headless Chromium ($crate)" wasm-pack test --headless --chrome "$crate" -- --locked
+    step "browser tests in headless Chromium ($crate)" wasm-pack test --headless --chrome "$crate" --locked
   else
     skip "browser tests ($crate): no $crate/"
   fi
