@@ -93,7 +93,7 @@ WebSocket close codes sent by the proxy:
   1002 bad packet length | unknown command | websocket protocol error
   1003 text frames are not supported        1008 send timeout
   1009 packet too large                     1011 upstream closed | upstream error | upstream framing error
-  1014 upstream unavailable
+  1013 upstream unavailable
 HTTP answers before the upgrade: 403 origin not allowed, 429 per-IP limit, 503 total limit or draining.
 Endpoints: /healthz, /readyz, /metrics (Prometheus), the WebSocket path, static files with --www.";
 

@@ -18,7 +18,9 @@ pub enum CloseReason {
     PacketTooLarge,
     /// The browser broke the WebSocket protocol: 1002 "websocket protocol error".
     WebSocketError,
-    /// No upstream server accepted a TCP connection: 1014 "upstream unavailable".
+    /// No upstream server accepted a TCP connection: 1013 "upstream unavailable" (try again
+    /// later). 1014 "bad gateway" would fit too, but browsers and tungstenite treat it as
+    /// reserved and fail the connection instead of reporting it.
     UpstreamUnavailable,
     /// The upstream server closed the TCP connection: 1011 "upstream closed".
     UpstreamClosed,
@@ -68,7 +70,7 @@ impl CloseReason {
             SendTimeout => 1008,
             PacketTooLarge => 1009,
             UpstreamClosed | UpstreamError | UpstreamFraming => 1011,
-            UpstreamUnavailable => 1014,
+            UpstreamUnavailable => 1013,
         })
     }
 
@@ -131,7 +133,7 @@ mod tests {
             assert!(labels.insert(r.label()));
             // 1004-1006 and 1015 must never be sent in a close frame; reasons fit in 123 bytes.
             if let Some(c) = r.code() {
-                assert!((1000..=1014).contains(&c) && !(1004..=1006).contains(&c), "{r:?}");
+                assert!((1000..=1013).contains(&c) && !(1004..=1006).contains(&c), "{r:?}");
             }
             assert!(r.reason().len() <= 123);
         }

@@ -233,18 +233,22 @@ async fn run_session(shared: &Shared, pending: Pending, peer: SocketAddr) {
         () = shared.closing.cancelled() => None,
         c = shared.upstreams.connect() => Some(c),
     };
+    // Counted before anything is closed, so the metric is exact once either side sees a close.
     let reason = match connected {
-        None => CloseReason::GoingAway,
-        Some(None) => CloseReason::UpstreamUnavailable,
+        None | Some(None) => {
+            let reason = if connected.is_none() { CloseReason::GoingAway } else { CloseReason::UpstreamUnavailable };
+            shared.metrics.closed(reason);
+            reason
+        }
         Some(Some((mut upstream, lease))) => {
             debug!(%peer, upstream = lease.addr(), "session open");
             let reason = bridge::relay(&mut ws, &mut upstream, &ctx).await;
+            shared.metrics.closed(reason);
             drop(upstream); // closing either side closes the other
             reason
         }
     };
     bridge::close(&mut ws, reason).await;
-    shared.metrics.closed(reason);
     info!(%peer, reason = reason.label(), code = reason.code(), "session closed");
 }
 
