@@ -16,7 +16,7 @@ use crate::config::{parse_duration, Config, ConfigError, HttpProxyMode, LogForma
 /// Precedence: flags, then MPUSH_PROXY_* environment variables, then the --config TOML file,
 /// then defaults. Durations: "500ms", "10s", "5m", "1h" or seconds.
 #[derive(Debug, Default, Parser)]
-#[command(name = "mpush-proxy", version, about, long_about = None, after_help = AFTER_HELP)]
+#[command(name = "mpush-proxy", version, after_help = AFTER_HELP)]
 #[non_exhaustive]
 pub struct Cli {
     /// TOML config file (keys as in mpush-proxy.example.toml).

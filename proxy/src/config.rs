@@ -264,6 +264,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let c = Config::from_toml(include_str!("../mpush-proxy.example.toml")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.upstreams.len(), 2);
+        let d = Config::default();
+        assert_eq!(
+            (c.idle_timeout, c.downstream_max_body, c.listen),
+            (d.idle_timeout, d.downstream_max_body, d.listen)
+        );
+    }
+
+    #[test]
     fn validation() {
         let mut c = Config { upstreams: vec!["nohost".into()], ..Config::default() };
         assert!(c.validate().is_err());
