@@ -107,6 +107,7 @@ pub struct NativeClient {
     closed: Option<oneshot::Receiver<Closed>>,
     close_reason: Option<Closed>,
     wait_timeout: Duration,
+    local_addr: Option<std::net::SocketAddr>,
 }
 
 impl NativeClient {
@@ -124,6 +125,7 @@ impl NativeClient {
 
     /// Starts the session over an already connected stream.
     pub fn start(stream: TcpStream, config: ClientConfig, options: Options) -> Result<NativeClient, Error> {
+        let local_addr = stream.local_addr().ok();
         let mut session = match options.resume.clone() {
             Some(stored) => ClientSession::resume(config, os_seed(), stored)?,
             None => ClientSession::new(config, os_seed())?,
@@ -142,7 +144,13 @@ impl NativeClient {
             closed: Some(closed_rx),
             close_reason: None,
             wait_timeout: options.wait_timeout,
+            local_addr,
         })
+    }
+
+    /// The client's own socket address (what the server sees as the peer).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.local_addr
     }
 
     /// The next session event; `None` once the connection is closed and every event was taken.
