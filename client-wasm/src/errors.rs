@@ -1,0 +1,132 @@
+//! Errors as JavaScript sees them: real `Error` objects (name `MPushError`) with a stable
+//! string `code`, plus `serverCode` for errors the MPUSH server sent.
+
+use js_sys::Reflect;
+use mpush_protocol::{ClientError, RequestError};
+use wasm_bindgen::JsValue;
+
+/// The stable `code` of every error this package raises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// A constructor option is missing or invalid.
+    InvalidOption,
+    /// An argument to a method is invalid.
+    InvalidArgument,
+    /// The call needs a ready connection and there is none.
+    NotConnected,
+    /// `unbind` without a bound user.
+    NotBound,
+    /// The server did not answer in time (request, connect or liveness probe).
+    Timeout,
+    /// The server answered with an MPUSH Error message (see `serverCode`).
+    ServerError,
+    /// The connection was lost before the answer arrived.
+    ConnectionLost,
+    /// `close()` was called while the operation was pending.
+    Closed,
+    /// The server sent bytes that break the protocol.
+    ProtocolError,
+    /// `fetch` with a method MPUSH cannot carry (only GET, POST, PUT, DELETE).
+    HttpMethodUnsupported,
+    /// The browser lacks something the client needs (WebSocket, crypto.getRandomValues).
+    Unsupported,
+}
+
+impl ErrorCode {
+    /// The string JavaScript sees in `error.code`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidOption => "INVALID_OPTION",
+            ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorCode::NotConnected => "NOT_CONNECTED",
+            ErrorCode::NotBound => "NOT_BOUND",
+            ErrorCode::Timeout => "TIMEOUT",
+            ErrorCode::ServerError => "SERVER_ERROR",
+            ErrorCode::ConnectionLost => "CONNECTION_LOST",
+            ErrorCode::Closed => "CLOSED",
+            ErrorCode::ProtocolError => "PROTOCOL_ERROR",
+            ErrorCode::HttpMethodUnsupported => "HTTP_METHOD_UNSUPPORTED",
+            ErrorCode::Unsupported => "UNSUPPORTED",
+        }
+    }
+}
+
+/// An `Error` with `name = "MPushError"` and `code`.
+pub fn js_error(code: ErrorCode, message: &str) -> JsValue {
+    let e = js_sys::Error::new(message);
+    e.set_name("MPushError");
+    // Reflect::set on a fresh Error object cannot fail.
+    let _ = Reflect::set(&e, &"code".into(), &code.as_str().into());
+    e.into()
+}
+
+/// A `SERVER_ERROR` carrying MPUSH's error code as `serverCode`.
+pub fn server_error(server_code: u8, reason: Option<&str>) -> JsValue {
+    let mut msg = String::from("server error ");
+    msg.push_str(&server_code.to_string());
+    if let Some(r) = reason.filter(|r| !r.is_empty()) {
+        msg.push_str(": ");
+        msg.push_str(r);
+    }
+    let e = js_error(ErrorCode::ServerError, &msg);
+    let _ = Reflect::set(&e, &"serverCode".into(), &JsValue::from(server_code));
+    e
+}
+
+/// Maps a failed request.
+pub fn request_error(e: &RequestError) -> JsValue {
+    match e {
+        RequestError::Timeout => js_error(ErrorCode::Timeout, "request timed out"),
+        RequestError::Rejected { code, reason } => server_error(code.0, reason.as_deref()),
+        RequestError::ConnectionLost => js_error(ErrorCode::ConnectionLost, "connection lost"),
+        _ => js_error(ErrorCode::ProtocolError, &e.to_string()),
+    }
+}
+
+/// Maps an error of the protocol session.
+pub fn client_error(e: &ClientError) -> JsValue {
+    let code = match e {
+        ClientError::NotReady(_) | ClientError::InvalidState(_) => ErrorCode::NotConnected,
+        ClientError::NotBound => ErrorCode::NotBound,
+        ClientError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+        _ => ErrorCode::ProtocolError,
+    };
+    js_error(code, &e.to_string())
+}
+
+/// The `code` of a JS error value, if it has one (used by tests and by the driver's logging).
+pub fn code_of(e: &JsValue) -> Option<String> {
+    Reflect::get(e, &"code".into()).ok()?.as_string()
+}
+
+#[cfg(all(test, target_arch = "wasm32"))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use mpush_protocol::{ClientState, ErrorCode as ServerCode};
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[wasm_bindgen_test]
+    fn errors_are_real_errors_with_codes() {
+        let e = js_error(ErrorCode::NotConnected, "nope");
+        assert!(e.is_instance_of::<js_sys::Error>());
+        assert_eq!(code_of(&e).as_deref(), Some("NOT_CONNECTED"));
+        let e: js_sys::Error = e.unchecked_into();
+        assert_eq!(String::from(e.message()), "nope");
+        assert_eq!(String::from(e.name()), "MPushError");
+    }
+
+    #[wasm_bindgen_test]
+    fn server_errors_carry_the_mpush_code() {
+        let e = request_error(&RequestError::Rejected { code: ServerCode::OFFLINE, reason: Some("gone".into()) });
+        assert_eq!(code_of(&e).as_deref(), Some("SERVER_ERROR"));
+        assert_eq!(Reflect::get(&e, &"serverCode".into()).unwrap().as_f64(), Some(1.0));
+        assert_eq!(code_of(&request_error(&RequestError::Timeout)).as_deref(), Some("TIMEOUT"));
+        assert_eq!(code_of(&request_error(&RequestError::ConnectionLost)).as_deref(), Some("CONNECTION_LOST"));
+        let e = client_error(&ClientError::NotReady(ClientState::Disconnected));
+        assert_eq!(code_of(&e).as_deref(), Some("NOT_CONNECTED"));
+        assert_eq!(code_of(&client_error(&ClientError::NotBound)).as_deref(), Some("NOT_BOUND"));
+    }
+}

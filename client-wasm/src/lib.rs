@@ -1,0 +1,146 @@
+//! # mpush-client-wasm
+//!
+//! The MPUSH push client for browsers: [`mpush_protocol::ClientSession`] driven over a
+//! `WebSocket` (through `mpush-proxy`) and browser timers, exported to JavaScript as
+//! `MPushClient`. The wire protocol is MPUSH's own binary protocol, end-to-end encrypted with
+//! the server's RSA key and a per-session AES key, exactly like the Android/Java SDK.
+//!
+//! ```js
+//! import init, { MPushClient } from "mpush-client-wasm";
+//! await init();
+//! const client = new MPushClient({ url: "wss://push.example.com/mpush", publicKey: "MIGf..." });
+//! client.on("push", (m) => console.log(m.text()));
+//! await client.connect();
+//! await client.bind("user-42");
+//! ```
+//!
+//! Security note: the `rsa` crate's advisory RUSTSEC-2023-0071 concerns private-key
+//! operations; this client only encrypts with the public key.
+#![forbid(unsafe_code)]
+
+#[cfg(all(test, target_arch = "wasm32"))]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+pub mod backoff;
+pub mod browser;
+pub mod driver;
+pub mod errors;
+pub mod events;
+pub mod fetch;
+pub mod options;
+pub mod storage;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Function, Promise};
+use wasm_bindgen::prelude::*;
+
+use crate::driver::{enter, Driver, Shared};
+use crate::events::Listeners;
+use crate::options::Options;
+
+pub use crate::errors::ErrorCode;
+pub use crate::events::PushMessage;
+
+/// A push client. See the package README for the options and events.
+#[wasm_bindgen(js_name = MPushClient)]
+pub struct MPushClient {
+    driver: Shared,
+    listeners: Rc<RefCell<Listeners>>,
+}
+
+impl MPushClient {
+    fn call(&self, f: impl FnOnce(&mut Driver) -> Promise) -> Promise {
+        enter(&self.driver, f).unwrap_or_else(|e| Promise::reject(&e))
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&Driver) -> R) -> R {
+        f(&self.driver.borrow())
+    }
+}
+
+#[wasm_bindgen(js_class = MPushClient)]
+impl MPushClient {
+    /// Checks the options (throws `INVALID_OPTION`); does not connect yet.
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: JsValue) -> Result<MPushClient, JsValue> {
+        let opts = Options::parse(&options)?;
+        let listeners = Rc::new(RefCell::new(Listeners::default()));
+        Ok(MPushClient { driver: Driver::new(opts, listeners.clone())?, listeners })
+    }
+
+    /// Adds a listener: "state", "connect", "push", "kick", "bind", "unbind", "error" or
+    /// "disconnect". Exceptions thrown by listeners are logged with `console.error`.
+    pub fn on(&self, event: &str, listener: Function) -> Result<(), JsValue> {
+        self.listeners.borrow_mut().add(event, listener)
+    }
+
+    /// Removes a listener added with `on`.
+    pub fn off(&self, event: &str, listener: &Function) {
+        self.listeners.borrow_mut().remove(event, listener);
+    }
+
+    /// Connects (and keeps reconnecting); resolves with `{ fast, heartbeat }` after the
+    /// handshake or fast connect. Rejects on `close()`, or when the attempt fails and
+    /// reconnecting is off.
+    pub fn connect(&self) -> Promise {
+        self.call(Driver::connect)
+    }
+
+    /// Binds a user (re-bound automatically after reconnects until `unbind` or a kick).
+    pub fn bind(&self, user_id: String, tags: Option<String>, alias: Option<String>) -> Promise {
+        self.call(|d| d.bind(&user_id, tags, alias))
+    }
+
+    /// Unbinds the bound user.
+    pub fn unbind(&self) -> Promise {
+        self.call(Driver::unbind)
+    }
+
+    /// Pushes bytes or text to the server; `{ ack: "auto" }` waits for the server's ack.
+    pub fn push(&self, content: JsValue, options: JsValue) -> Promise {
+        self.call(|d| d.push(&content, &options))
+    }
+
+    /// Acknowledges a push with ack mode "biz" by id.
+    pub fn ack(&self, push_id: i32) -> Result<(), JsValue> {
+        enter(&self.driver, |d| d.ack(push_id))?
+    }
+
+    /// An HTTP request performed by the MPUSH server; resolves with a `Response`.
+    pub fn fetch(&self, input: JsValue, init: JsValue) -> Promise {
+        self.call(|d| d.fetch(&input, &init))
+    }
+
+    /// Closes the connection and stops reconnecting; `connect()` may be called again.
+    pub fn close(&self) {
+        if let Err(e) = enter(&self.driver, Driver::close) {
+            events::log_error("mpush:", &e);
+        }
+    }
+
+    /// "connecting", "handshaking", "ready", "reconnecting" or "closed".
+    #[wasm_bindgen(getter)]
+    pub fn state(&self) -> String {
+        self.read(|d| d.state().as_str().into())
+    }
+
+    /// The negotiated heartbeat in ms (`undefined` before the first connect).
+    #[wasm_bindgen(getter)]
+    pub fn heartbeat(&self) -> Option<i32> {
+        self.read(Driver::heartbeat)
+    }
+
+    /// Whether the last established session was resumed with fast connect.
+    #[wasm_bindgen(getter = lastConnectWasFast)]
+    pub fn last_connect_was_fast(&self) -> bool {
+        self.read(Driver::last_connect_was_fast)
+    }
+
+    /// The device id sent to the server.
+    #[wasm_bindgen(getter = deviceId)]
+    pub fn device_id(&self) -> String {
+        self.read(|d| d.device_id().to_owned())
+    }
+}

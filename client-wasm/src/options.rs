@@ -1,0 +1,230 @@
+//! The `MPushClient` constructor options: read from a plain JS object with `Reflect`, checked,
+//! and turned into typed settings. Every problem is an `INVALID_OPTION` error naming the option.
+
+use js_sys::Reflect;
+use mpush_protocol::RsaPublicKey;
+use wasm_bindgen::JsValue;
+
+use crate::errors::{js_error, ErrorCode};
+use crate::storage::Storage;
+
+/// Default `storageKey` prefix.
+pub const DEFAULT_STORAGE_KEY: &str = "mpush:";
+/// Default heartbeat bounds (the Java client's): 3 minutes.
+pub const DEFAULT_HEARTBEAT: i32 = 180_000;
+
+/// Checked constructor options.
+#[derive(Debug)]
+pub struct Options {
+    /// `ws://` or `wss://` URL of the proxy.
+    pub url: String,
+    /// The server's RSA public key.
+    pub public_key: RsaPublicKey,
+    /// Explicit device id, if given.
+    pub device_id: Option<String>,
+    /// OS name (default "web", which MPUSH maps to client type WEB).
+    pub os_name: String,
+    /// OS version.
+    pub os_version: String,
+    /// Client version.
+    pub client_version: String,
+    /// User to bind after the first connect (the session re-binds after reconnects).
+    pub user_id: Option<String>,
+    /// Tags for that bind.
+    pub tags: Option<String>,
+    /// Alias for that bind.
+    pub alias: Option<String>,
+    /// Heartbeat bounds, ms.
+    pub min_heartbeat: i32,
+    /// Heartbeat bounds, ms.
+    pub max_heartbeat: i32,
+    /// Persistent state.
+    pub storage: Storage,
+    /// Prefix of the storage keys.
+    pub storage_key: String,
+    /// Reconnect delays `(min, max)` in ms, or `None` for no reconnects.
+    pub reconnect: Option<(f64, f64)>,
+    /// Request timeout, ms.
+    pub request_timeout: u64,
+    /// Time allowed for opening the WebSocket plus handshake or fast connect, ms.
+    pub connect_timeout: u64,
+}
+
+fn invalid(name: &str, what: &str) -> JsValue {
+    js_error(ErrorCode::InvalidOption, &[name, " ", what].concat())
+}
+
+fn field(obj: &JsValue, name: &str) -> JsValue {
+    Reflect::get(obj, &name.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn opt_string(obj: &JsValue, name: &str) -> Result<Option<String>, JsValue> {
+    let v = field(obj, name);
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    v.as_string().map(Some).ok_or_else(|| invalid(name, "must be a string"))
+}
+
+fn opt_ms(obj: &JsValue, name: &str, min: f64, max: f64) -> Result<Option<f64>, JsValue> {
+    let v = field(obj, name);
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    match v.as_f64() {
+        Some(n) if n.is_finite() && n >= min && n <= max => Ok(Some(n.floor())),
+        _ => Err(invalid(
+            name,
+            &["must be a number of milliseconds in ", &min.to_string(), "..", &max.to_string()].concat(),
+        )),
+    }
+}
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.is_empty())
+}
+
+const MAX_TIMEOUT: f64 = 2_147_483_647.0;
+
+impl Options {
+    /// Reads and checks the options object.
+    pub fn parse(obj: &JsValue) -> Result<Options, JsValue> {
+        if !obj.is_object() {
+            return Err(js_error(ErrorCode::InvalidOption, "options must be an object with url and publicKey"));
+        }
+        let url = opt_string(obj, "url")?.ok_or_else(|| invalid("url", "is required"))?;
+        let lower = url.to_ascii_lowercase();
+        if !(lower.starts_with("ws://") || lower.starts_with("wss://")) {
+            return Err(invalid("url", "must be a ws:// or wss:// URL"));
+        }
+        let key = opt_string(obj, "publicKey")?.ok_or_else(|| invalid("publicKey", "is required"))?;
+        let public_key = RsaPublicKey::from_base64(key.trim())
+            .map_err(|_| invalid("publicKey", "is not a base64 X.509 RSA public key"))?;
+        let device_id = opt_string(obj, "deviceId")?;
+        if let Some(id) = &device_id {
+            if id.is_empty() || id.contains(',') {
+                return Err(invalid("deviceId", "must be non-empty and contain no comma"));
+            }
+        }
+        let user_id = non_empty(opt_string(obj, "userId")?);
+        let tags = non_empty(opt_string(obj, "tags")?);
+        let alias = non_empty(opt_string(obj, "alias")?);
+        if user_id.is_none() && (tags.is_some() || alias.is_some()) {
+            return Err(invalid("tags", "and alias need userId"));
+        }
+
+        let min_hb = opt_ms(obj, "minHeartbeat", 2000.0, MAX_TIMEOUT)?;
+        let max_hb = opt_ms(obj, "maxHeartbeat", 2000.0, MAX_TIMEOUT)?;
+        let (min_heartbeat, max_heartbeat) = match (min_hb, max_hb) {
+            (Some(a), Some(b)) if a > b => return Err(invalid("minHeartbeat", "must not exceed maxHeartbeat")),
+            (Some(a), Some(b)) => (a as i32, b as i32),
+            (Some(a), None) => (a as i32, (a as i32).max(DEFAULT_HEARTBEAT)),
+            (None, Some(b)) => ((b as i32).min(DEFAULT_HEARTBEAT), b as i32),
+            (None, None) => (DEFAULT_HEARTBEAT, DEFAULT_HEARTBEAT),
+        };
+
+        let reconnect = {
+            let v = field(obj, "reconnect");
+            if v.is_undefined() || v.is_null() || v.as_bool() == Some(true) {
+                Some((500.0, 20_000.0))
+            } else if v.as_bool() == Some(false) {
+                None
+            } else if v.is_object() {
+                let min = opt_ms(&v, "minDelay", 1.0, MAX_TIMEOUT)?.unwrap_or(500.0);
+                let max = opt_ms(&v, "maxDelay", 1.0, MAX_TIMEOUT)?.unwrap_or(min.max(20_000.0));
+                if max < min {
+                    return Err(invalid("reconnect.maxDelay", "must not be below reconnect.minDelay"));
+                }
+                Some((min, max))
+            } else {
+                return Err(invalid("reconnect", "must be false or { minDelay, maxDelay }"));
+            }
+        };
+
+        Ok(Options {
+            url,
+            public_key,
+            device_id,
+            os_name: non_empty(opt_string(obj, "osName")?).unwrap_or_else(|| "web".into()),
+            os_version: opt_string(obj, "osVersion")?.unwrap_or_default(),
+            client_version: opt_string(obj, "clientVersion")?.unwrap_or_default(),
+            user_id,
+            tags,
+            alias,
+            min_heartbeat,
+            max_heartbeat,
+            storage: Storage::from_option(&field(obj, "storage"))?,
+            storage_key: opt_string(obj, "storageKey")?.unwrap_or_else(|| DEFAULT_STORAGE_KEY.into()),
+            reconnect,
+            request_timeout: opt_ms(obj, "requestTimeout", 1.0, MAX_TIMEOUT)?.unwrap_or(10_000.0) as u64,
+            connect_timeout: opt_ms(obj, "connectTimeout", 1.0, MAX_TIMEOUT)?.unwrap_or(10_000.0) as u64,
+        })
+    }
+}
+
+#[cfg(all(test, target_arch = "wasm32"))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::errors::code_of;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    /// The public key of shared/vectors/mpush-java-reference.json.
+    pub(crate) const KEY: &str = "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQCI9vj8vqUVx2JVhl+dZumNkgC11+wd6AzO7MiooCylAMkaWRorSjnKX9nUqmVMJQ8n+u+4KguoEh0NN3qRgB8f4bPbwxqnZAXtYE4i4UCR+n/ef14ovI7ws7gLfsYF5rRIFRlw325kKnuCUrQpHSlRG6S15X9CbVJt0XMh5IUe8wIDAQAB";
+
+    fn opts(js: &str) -> Result<Options, JsValue> {
+        let src = ["({ url: 'ws://127.0.0.1:1/mpush', publicKey: '", KEY, "', storage: 'memory', ", js, " })"].concat();
+        Options::parse(&js_sys::eval(&src).unwrap())
+    }
+
+    fn code(r: Result<Options, JsValue>) -> String {
+        code_of(&r.unwrap_err()).unwrap()
+    }
+
+    #[wasm_bindgen_test]
+    fn defaults() {
+        let o = opts("").unwrap();
+        assert_eq!(o.os_name, "web");
+        assert_eq!((o.min_heartbeat, o.max_heartbeat), (180_000, 180_000));
+        assert_eq!(o.reconnect, Some((500.0, 20_000.0)));
+        assert_eq!(o.request_timeout, 10_000);
+        assert_eq!(o.storage_key, "mpush:");
+        assert!(o.device_id.is_none() && o.user_id.is_none());
+    }
+
+    #[wasm_bindgen_test]
+    fn values_are_read() {
+        let o = opts("deviceId: 'd1', userId: 'u', tags: 't', alias: 'a', maxHeartbeat: 30000, reconnect: { minDelay: 100 }, requestTimeout: 5000, storageKey: 'x:'").unwrap();
+        assert_eq!(o.device_id.as_deref(), Some("d1"));
+        assert_eq!((o.user_id.as_deref(), o.tags.as_deref(), o.alias.as_deref()), (Some("u"), Some("t"), Some("a")));
+        assert_eq!((o.min_heartbeat, o.max_heartbeat), (30_000, 30_000));
+        assert_eq!(o.reconnect, Some((100.0, 20_000.0)));
+        assert_eq!(o.request_timeout, 5000);
+        assert_eq!(opts("reconnect: false").unwrap().reconnect, None);
+    }
+
+    #[wasm_bindgen_test]
+    fn invalid_options_are_rejected_with_invalid_option() {
+        assert_eq!(code(Options::parse(&JsValue::UNDEFINED)), "INVALID_OPTION");
+        let no_url = ["({ publicKey: '", KEY, "' })"].concat();
+        assert_eq!(code(Options::parse(&js_sys::eval(&no_url).unwrap())), "INVALID_OPTION");
+        for bad in [
+            "url: 'http://x'",
+            "publicKey: 'not a key'",
+            "publicKey: undefined",
+            "deviceId: 'a,b'",
+            "deviceId: ''",
+            "minHeartbeat: 1000",
+            "minHeartbeat: 60000, maxHeartbeat: 30000",
+            "maxHeartbeat: 'x'",
+            "reconnect: { minDelay: 1000, maxDelay: 10 }",
+            "reconnect: 5",
+            "requestTimeout: -1",
+            "storage: 'disk'",
+            "tags: 'x'",
+            "osVersion: 7",
+        ] {
+            assert_eq!(code(opts(bad)), "INVALID_OPTION", "{bad}");
+        }
+    }
+}
