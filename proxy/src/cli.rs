@@ -85,6 +85,13 @@ pub struct Cli {
     /// Log filter in RUST_LOG syntax, e.g. "info" or "mpush_proxy=debug" [default: info].
     #[arg(long, env = "MPUSH_PROXY_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// Embedded mode (no upstream): the gateway's TOML config (mpush-gateway format).
+    #[arg(long, env = "MPUSH_PROXY_GATEWAY_CONFIG", value_name = "FILE")]
+    pub gateway_config: Option<PathBuf>,
+    /// Embedded mode: where the gateway keeps its dev key pair, generated on first start
+    /// [default: .mpush-gateway-key.toml].
+    #[arg(long, env = "MPUSH_PROXY_GATEWAY_KEY_FILE", value_name = "FILE")]
+    pub gateway_key_file: Option<PathBuf>,
 }
 
 const AFTER_HELP: &str = "\
@@ -95,7 +102,9 @@ WebSocket close codes sent by the proxy:
   1009 packet too large                     1011 upstream closed | upstream error | upstream framing error
   1013 upstream unavailable
 HTTP answers before the upgrade: 403 origin not allowed, 429 per-IP limit, 503 total limit or draining.
-Endpoints: /healthz, /readyz, /metrics (Prometheus), the WebSocket path, static files with --www.";
+Endpoints: /healthz, /readyz, /metrics (Prometheus), the WebSocket path, static files with --www.
+Embedded mode (no --upstream): an in-process mpush-gateway on loopback; the proxy also serves
+/demo-config.json and forwards /api/* to the gateway's push API for loopback clients.";
 
 impl Cli {
     /// Reads the config file (if any), applies flags and environment variables, validates.

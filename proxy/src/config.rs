@@ -50,8 +50,8 @@ pub struct Config {
     /// Fixed list of MPUSH connection servers as `host:port`. The proxy connects only to
     /// these (never an open relay). May be empty in the library: every session then closes
     /// with "upstream unavailable" and `/readyz` answers 503.
-    // TODO(embedded mode): when empty, `main.rs` will start an in-process mpush-gateway and put
-    // its loopback address here.
+    // Empty in the binary means embedded mode: `main.rs` starts an in-process mpush-gateway
+    // and puts its loopback address here.
     pub upstreams: Vec<String>,
     /// Timeout of one upstream TCP connect attempt (then the next server is tried).
     #[serde(deserialize_with = "de_duration")]
@@ -98,6 +98,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter, in `RUST_LOG` syntax (used by the binary).
     pub log_level: String,
+    /// Set by the binary in embedded mode: serves `/demo-config.json` and `/api/*`.
+    #[serde(skip)]
+    pub embedded: Option<std::sync::Arc<crate::embedded::Embedded>>,
 }
 
 impl Default for Config {
@@ -124,6 +127,7 @@ impl Default for Config {
             www: None,
             log_format: LogFormat::Text,
             log_level: "info".into(),
+            embedded: None,
         }
     }
 }

@@ -23,6 +23,7 @@ mod bridge;
 pub mod cli;
 pub mod close;
 pub mod config;
+pub mod embedded;
 mod limits;
 mod metrics;
 mod server;
@@ -33,6 +34,7 @@ mod upstream;
 pub use cli::Cli;
 pub use close::CloseReason;
 pub use config::{Config, ConfigError, HttpProxyMode, LogFormat};
+pub use embedded::Embedded;
 pub use server::{serve, Proxy, SUBPROTOCOL};
 
 /// Why the proxy could not start or keep serving.

@@ -4,13 +4,18 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use mpush_proxy::{Cli, LogFormat, Proxy};
+use std::sync::Arc;
+
+use mpush_gateway::config::GatewayConfig;
+use mpush_gateway::{Gateway, GatewayHandle};
+use mpush_proxy::{Cli, Embedded, LogFormat, Proxy};
+use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match cli.load() {
+    let mut config = match cli.load() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mpush-proxy: {e}");
@@ -23,20 +28,32 @@ async fn main() -> ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
-    if config.upstreams.is_empty() {
-        // TODO(embedded mode): start an in-process mpush-gateway here (crate `gateway/`, not
-        // ready yet) and push its loopback address into `config.upstreams`.
-        tracing::error!("no upstream configured: pass --upstream HOST:PORT (embedded gateway mode is not built yet)");
-        return ExitCode::from(2);
-    }
-    let proxy = match Proxy::bind(config).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            return ExitCode::FAILURE;
+    let mut gateway = None;
+    let proxy = if config.upstreams.is_empty() {
+        match start_embedded(&cli, &mut config).await {
+            Ok((proxy, handle)) => {
+                gateway = Some(handle);
+                proxy
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start embedded mode");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        match Proxy::bind(config).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                return ExitCode::FAILURE;
+            }
         }
     };
-    match proxy.run(shutdown_signal()).await {
+    let result = proxy.run(shutdown_signal()).await;
+    if let Some(g) = gateway {
+        g.shutdown().await;
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "stopped with an error");
@@ -67,4 +84,44 @@ async fn shutdown_signal() {
         () = ctrl_c => tracing::info!("SIGINT received"),
         () = term => tracing::info!("SIGTERM received"),
     }
+}
+
+/// Embedded mode: binds the proxy's listener, starts an in-process gateway on loopback that
+/// the proxy bridges to (its HTTP proxy may reach only the demo echo service), and prints
+/// what to open.
+async fn start_embedded(cli: &Cli, config: &mut mpush_proxy::Config) -> Result<(Proxy, GatewayHandle), String> {
+    let listener = TcpListener::bind(config.listen).await.map_err(|e| format!("bind {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let echo = mpush_proxy::embedded::start_echo().await.map_err(|e| format!("echo service: {e}"))?;
+    let mut g = match &cli.gateway_config {
+        Some(path) => GatewayConfig::from_file(path).map_err(|e| e.to_string())?,
+        None => {
+            let mut g = GatewayConfig::default();
+            g.http.proxy_enabled = true;
+            g.http.allow = vec![echo.to_string()];
+            g
+        }
+    };
+    if g.security.private_key.is_none() && g.security.key_file.is_none() {
+        g.security.key_file = Some(cli.gateway_key_file.clone().unwrap_or_else(|| ".mpush-gateway-key.toml".into()));
+    }
+    let gateway = Gateway::bind(g).await.map_err(|e| e.to_string())?.spawn();
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };
+    let base = format!("{}://{host}:{}", if config.tls_cert.is_some() { "https" } else { "http" }, addr.port());
+    config.upstreams = vec![gateway.mpush_addr().to_string()];
+    config.embedded = Some(Arc::new(Embedded {
+        api_addr: gateway.api_addr(),
+        public_key: gateway.public_key().to_owned(),
+        echo_url: format!("http://{echo}/demo/echo"),
+    }));
+    let proxy = Proxy::from_listener(config.clone(), listener).map_err(|e| e.to_string())?;
+    let ws = base.replacen("http", "ws", 1);
+    println!("mpush-proxy: embedded mpush-gateway on {}", gateway.mpush_addr());
+    println!("  console     {base}/");
+    println!("  websocket   {ws}{}", config.ws_path);
+    println!("  push API    {base}/api/push   (gateway API at http://{}/push)", gateway.api_addr());
+    println!("  public key  {}", gateway.public_key());
+    println!("  try:        curl -s {base}/api/push -H 'content-type: application/json' \\");
+    println!("                -d '{{\"userId\":\"demo-user\",\"content\":\"hello\",\"ack\":\"auto\"}}'");
+    Ok((proxy, gateway))
 }

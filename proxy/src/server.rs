@@ -263,6 +263,11 @@ async fn route(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, slot: 
     if req.uri().path() == shared.config.ws_path {
         return upgrade(shared, req, peer, slot);
     }
+    if let Some(e) = &shared.config.embedded {
+        if crate::embedded::handles(req.uri().path()) {
+            return crate::embedded::route(e, &shared.config.ws_path, req, peer).await;
+        }
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));

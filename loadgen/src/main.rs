@@ -1,0 +1,239 @@
+//! `mpush-loadgen`: opens N MPUSH client sessions through `mpush-proxy` (WebSocket) and, in
+//! the same run, directly over TCP to the connection server, then measures what an operator
+//! asks about: sessions held with heartbeats flowing, push throughput, push latency
+//! percentiles at a fixed rate, and the proxy's memory per idle session.
+//!
+//! Each session is a `ClientSession` from `mpush-protocol` driven by a small task; pushes are
+//! sent through the gateway's push API and carry their send time, so latency is measured end
+//! to end (API -> gateway -> [proxy ->] client).
+#![forbid(unsafe_code)]
+
+mod api;
+mod session;
+mod stats;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use mpush_protocol::RsaPublicKey;
+
+use crate::session::{Counters, Target};
+
+/// Command-line options.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "mpush-loadgen", about = "Load generator for mpush-proxy / MPUSH connection servers")]
+pub struct Args {
+    /// WebSocket URL of the proxy (e.g. ws://127.0.0.1:8080/mpush); omit to skip the bridged run.
+    #[arg(long)]
+    ws: Option<String>,
+    /// Origin header sent on the WebSocket upgrade.
+    #[arg(long, default_value = "http://127.0.0.1")]
+    origin: String,
+    /// Connection server address for the direct-TCP baseline (e.g. 127.0.0.1:3000); omit to skip it.
+    #[arg(long)]
+    tcp: Option<String>,
+    /// Push API base URL of the gateway (e.g. http://127.0.0.1:3001).
+    #[arg(long)]
+    api: String,
+    /// Bearer token for the push API.
+    #[arg(long)]
+    api_token: Option<String>,
+    /// The server's RSA public key (base64 X.509).
+    #[arg(long)]
+    public_key: String,
+    /// Sessions per run.
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+    /// Handshakes in flight at once while opening sessions.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+    /// Client heartbeat bounds (ms); the server's bounds decide the result.
+    #[arg(long, default_value_t = 10_000)]
+    heartbeat: i32,
+    /// Seconds to hold the idle sessions (heartbeats flowing) before measuring memory.
+    #[arg(long, default_value_t = 15)]
+    hold_seconds: u64,
+    /// PID of the proxy process, to measure its memory per session (Linux /proc).
+    #[arg(long)]
+    proxy_pid: Option<u32>,
+    /// Pushes in the throughput burst.
+    #[arg(long, default_value_t = 20_000)]
+    burst: usize,
+    /// Users per push API call.
+    #[arg(long, default_value_t = 250)]
+    batch: usize,
+    /// Paced rate for the latency run (pushes per second).
+    #[arg(long, default_value_t = 1000)]
+    rate: usize,
+    /// Seconds of the paced latency run.
+    #[arg(long, default_value_t = 5)]
+    rate_seconds: u64,
+}
+
+/// What one run (bridged or direct) measured.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    label: String,
+    sessions: usize,
+    open_secs: f64,
+    dead_sessions: u64,
+    heartbeats_sent: u64,
+    rss_per_session_kb: Option<f64>,
+    burst_pushes: u64,
+    burst_secs: f64,
+    latency: Option<stats::Percentiles>,
+}
+
+impl RunReport {
+    fn print(&self) {
+        println!("== {} ==", self.label);
+        println!("sessions opened:        {} in {:.1} s", self.sessions, self.open_secs);
+        println!("heartbeats sent:        {} (dead sessions: {})", self.heartbeats_sent, self.dead_sessions);
+        if let Some(kb) = self.rss_per_session_kb {
+            println!("proxy memory / session: {kb:.1} KB");
+        }
+        if self.burst_secs > 0.0 {
+            println!(
+                "push throughput:        {:.0} pushes/s ({} pushes in {:.2} s)",
+                self.burst_pushes as f64 / self.burst_secs,
+                self.burst_pushes,
+                self.burst_secs
+            );
+        }
+        if let Some(p) = &self.latency {
+            println!(
+                "latency at fixed rate:  p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} samples)",
+                p.p50, p.p90, p.p99, p.max, p.samples
+            );
+        }
+    }
+}
+
+fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn run(args: &Args, key: &RsaPublicKey, target: Target, label: &str) -> Result<RunReport, String> {
+    let mut report = RunReport { label: label.to_owned(), ..RunReport::default() };
+    let counters = Arc::new(Counters::default());
+    let prefix = format!("lg-{}-{}", label.split_whitespace().next().unwrap_or("run"), std::process::id());
+    let rss_before = match (&target, args.proxy_pid) {
+        (Target::Ws { .. }, Some(pid)) => rss_kb(pid),
+        _ => None,
+    };
+
+    let start = Instant::now();
+    let sessions = session::open_all(args, key, &target, &prefix, counters.clone()).await?;
+    report.sessions = sessions.len();
+    report.open_secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "[{label}] {} sessions open in {:.1} s; holding {} s",
+        sessions.len(),
+        report.open_secs,
+        args.hold_seconds
+    );
+
+    tokio::time::sleep(Duration::from_secs(args.hold_seconds)).await;
+    report.dead_sessions = counters.dead.load(std::sync::atomic::Ordering::Relaxed);
+    report.heartbeats_sent = counters.heartbeats.load(std::sync::atomic::Ordering::Relaxed);
+    if let (Some(before), Some(pid)) = (rss_before, args.proxy_pid) {
+        if let Some(after) = rss_kb(pid) {
+            report.rss_per_session_kb = Some(after.saturating_sub(before) as f64 / sessions.len().max(1) as f64);
+        }
+    }
+
+    let users: Vec<String> = (0..sessions.len()).map(|i| format!("{prefix}-{i}")).collect();
+    let client = api::PushApi::new(&args.api, args.api_token.clone())?;
+
+    // Throughput: pushes to every user in batches, as fast as the API takes them.
+    if args.burst > 0 {
+        counters.reset_received();
+        let t = Instant::now();
+        let mut sent = 0usize;
+        let mut i = 0usize;
+        while sent < args.burst {
+            let n = args.batch.min(args.burst - sent).min(users.len());
+            let batch: Vec<&str> = (0..n).map(|k| users[(i + k) % users.len()].as_str()).collect();
+            i = (i + n) % users.len();
+            client.push(&batch, &stats::now_micros().to_string()).await?;
+            sent += n;
+        }
+        let got = counters.wait_received(sent as u64, Duration::from_secs(60)).await;
+        report.burst_pushes = got;
+        report.burst_secs = t.elapsed().as_secs_f64();
+    }
+
+    // Latency at a fixed rate: a batch every 10 ms.
+    if args.rate > 0 && args.rate_seconds > 0 {
+        counters.reset_received();
+        counters.latencies.lock().map_err(|_| "poisoned")?.clear();
+        let per_tick = (args.rate / 100).max(1);
+        let ticks = args.rate_seconds * 100;
+        let mut interval = tokio::time::interval(Duration::from_millis(10));
+        let mut i = 0usize;
+        let mut sent = 0u64;
+        for _ in 0..ticks {
+            interval.tick().await;
+            let batch: Vec<&str> = (0..per_tick).map(|k| users[(i + k) % users.len()].as_str()).collect();
+            i = (i + per_tick) % users.len();
+            client.push(&batch, &stats::now_micros().to_string()).await?;
+            sent += per_tick as u64;
+        }
+        counters.wait_received(sent, Duration::from_secs(30)).await;
+        let lat = counters.latencies.lock().map_err(|_| "poisoned")?.clone();
+        report.latency = stats::Percentiles::of(lat);
+    }
+
+    drop(sessions);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(report)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let key = match RsaPublicKey::from_base64(&args.public_key) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("mpush-loadgen: --public-key: {e}");
+            std::process::exit(2);
+        }
+    };
+    let mut reports = Vec::new();
+    if let Some(addr) = &args.tcp {
+        match run(&args, &key, Target::Tcp { addr: addr.clone() }, "direct TCP").await {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                eprintln!("mpush-loadgen: direct run failed: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    if let Some(url) = &args.ws {
+        let target = Target::Ws { url: url.clone(), origin: args.origin.clone() };
+        match run(&args, &key, target, "bridged WebSocket").await {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                eprintln!("mpush-loadgen: bridged run failed: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    println!("mpush-loadgen: {} sessions per run", args.sessions);
+    for r in &reports {
+        r.print();
+    }
+    if let [direct, bridged] = reports.as_slice() {
+        if direct.burst_secs > 0.0 && bridged.burst_secs > 0.0 {
+            let d = direct.burst_pushes as f64 / direct.burst_secs;
+            let b = bridged.burst_pushes as f64 / bridged.burst_secs;
+            println!("bridged / direct throughput: {:.2}", b / d);
+        }
+        if let (Some(d), Some(b)) = (&direct.latency, &bridged.latency) {
+            println!("added latency by the proxy: p50 {:+.3} ms, p99 {:+.3} ms", b.p50 - d.p50, b.p99 - d.p99);
+        }
+    }
+}
