@@ -189,7 +189,8 @@ impl HttpProxy {
         let mut read_timeout = self.config.default_read_timeout;
         req.headers.retain(|(k, v)| {
             if k.trim().eq_ignore_ascii_case(READ_TIMEOUT_HEADER) {
-                if let Ok(ms) = v.trim().parse::<u64>() {
+                // As MPUSH: only a positive number counts (the Java client sends "0" by default).
+                if let Some(ms) = v.trim().parse::<u64>().ok().filter(|ms| *ms > 0) {
                     read_timeout = ms;
                 }
                 false
@@ -203,7 +204,7 @@ impl HttpProxy {
         }
         req.headers.push(("x-forwarded-for".into(), peer.ip().to_string()));
         req.headers.push(("x-forwarded-port".into(), peer.port().to_string()));
-        let limit = Duration::from_millis(read_timeout.max(1));
+        let limit = Duration::from_millis(read_timeout);
         match tokio::time::timeout(limit, self.follow(req)).await {
             Ok(outcome) => outcome,
             Err(_) => error(StatusCode::REQUEST_TIMEOUT),

@@ -66,6 +66,10 @@ async fn proxy_reaches_allowlisted_hosts_only() {
     assert_eq!(h("accept").as_deref(), Some("application/json"));
     assert_eq!(json_body(&r)["path"], "/echo");
 
+    // The Java client sends `readTimeout: 0` unless told otherwise: MPUSH then uses its default.
+    let r = fetch(&mut c, HttpMethod::Get, &format!("http://{up}/echo"), &[("readTimeout", "0")], b"").await;
+    assert_eq!(r.status_code, 200);
+
     // POST body goes through.
     let r =
         fetch(&mut c, HttpMethod::Post, &format!("http://{up}/echo"), &[("content-type", "text/plain")], b"payload")
