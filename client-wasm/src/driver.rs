@@ -20,7 +20,7 @@ use web_sys::{BinaryType, WebSocket};
 
 use crate::backoff::Backoff;
 use crate::browser::{self, deferred, now};
-use crate::errors::{client_error, js_error, request_error, server_error, ErrorCode};
+use crate::errors::{client_error, client_error_message, js_error, request_error, server_error, ErrorCode};
 use crate::events::{self, connect_info, object, Acker, Listeners, PushMessage};
 use crate::fetch;
 use crate::options::Options;
@@ -205,7 +205,7 @@ impl Driver {
             Some(s) => ClientSession::resume(config, seed, s),
             None => ClientSession::new(config, seed),
         }
-        .map_err(|e| js_error(ErrorCode::InvalidOption, &e.to_string()))?;
+        .map_err(|e| js_error(ErrorCode::InvalidOption, &client_error_message(&e)))?;
         let auto_bind = opts.user_id.map(|u| (u, opts.tags, opts.alias));
         Ok(Rc::new_cyclic(|weak| {
             RefCell::new(Driver {
@@ -384,6 +384,13 @@ impl Driver {
             self.fire("disconnect", object(&[("code", 1000.into()), ("reason", "client closed".into())]));
         }
         self.shutdown();
+    }
+
+    /// See `MPushClient::debug_send_text`.
+    pub fn debug_send_text(&self, text: &str) {
+        if let Some(ws) = &self.socket {
+            let _ = ws.send_with_str(text);
+        }
     }
 
     fn acker(&self) -> Acker {

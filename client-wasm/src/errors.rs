@@ -80,7 +80,23 @@ pub fn request_error(e: &RequestError) -> JsValue {
         RequestError::Timeout => js_error(ErrorCode::Timeout, "request timed out"),
         RequestError::Rejected { code, reason } => server_error(code.0, reason.as_deref()),
         RequestError::ConnectionLost => js_error(ErrorCode::ConnectionLost, "connection lost"),
-        _ => js_error(ErrorCode::ProtocolError, &e.to_string()),
+        _ => js_error(ErrorCode::ProtocolError, "request failed"),
+    }
+}
+
+/// A message for an error of the protocol session. Static text instead of `Display` keeps
+/// the formatting machinery of every nested error type out of the wasm binary.
+pub fn client_error_message(e: &ClientError) -> String {
+    match e {
+        ClientError::NotReady(_) | ClientError::InvalidState(_) => "not connected".into(),
+        ClientError::NotBound => "no user is bound".into(),
+        ClientError::InvalidArgument(m) => m.clone(),
+        ClientError::PeerMisbehaved(m) => ["the server broke the protocol: ", m].concat(),
+        ClientError::Frame(_) => "malformed packet from the server".into(),
+        ClientError::Crypto { .. } => "could not decrypt or inflate a packet from the server".into(),
+        ClientError::Decode { .. } => "malformed message from the server".into(),
+        ClientError::Encrypt(_) => "could not encrypt the handshake".into(),
+        _ => "protocol error".into(),
     }
 }
 
@@ -92,7 +108,7 @@ pub fn client_error(e: &ClientError) -> JsValue {
         ClientError::InvalidArgument(_) => ErrorCode::InvalidArgument,
         _ => ErrorCode::ProtocolError,
     };
-    js_error(code, &e.to_string())
+    js_error(code, &client_error_message(e))
 }
 
 /// The `code` of a JS error value, if it has one (used by tests and by the driver's logging).

@@ -58,6 +58,13 @@ impl MPushClient {
     fn read<R>(&self, f: impl FnOnce(&Driver) -> R) -> R {
         f(&self.driver.borrow())
     }
+
+    /// Test hook (not exported to JS): sends a text frame, which `mpush-proxy` answers by
+    /// closing the WebSocket, so tests can watch a server-side drop and the reconnect.
+    #[doc(hidden)]
+    pub fn debug_send_text(&self, text: &str) {
+        self.read(|d| d.debug_send_text(text));
+    }
 }
 
 #[wasm_bindgen(js_class = MPushClient)]

@@ -75,7 +75,8 @@ fn opt_ms(obj: &JsValue, name: &str, min: f64, max: f64) -> Result<Option<f64>, 
         Some(n) if n.is_finite() && n >= min && n <= max => Ok(Some(n.floor())),
         _ => Err(invalid(
             name,
-            &["must be a number of milliseconds in ", &min.to_string(), "..", &max.to_string()].concat(),
+            &["must be a number of milliseconds in ", &(min as u64).to_string(), "..", &(max as u64).to_string()]
+                .concat(),
         )),
     }
 }
