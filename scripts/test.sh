@@ -8,6 +8,7 @@
 #   WASM_CRATES          clippy -D warnings for wasm32-unknown-unknown
 #   BROWSER_TEST_CRATES  wasm-pack test --headless --chrome (wasm-bindgen-test in Chromium)
 # Environment:
+#   NODE_TEST_DIRS       directories whose *.test.mjs run with `node --test`
 #   FUZZ_SECONDS         seconds per fuzz target (default 10; 0 builds but does not run)
 #   SKIP_SETUP=1         do not run scripts/setup.sh
 set -euo pipefail
@@ -125,20 +126,23 @@ else
   skip "fuzz: no fuzz/"
 fi
 
-# End-to-end browser tests (playwright-core driving Debian Chromium), once tests/e2e exists.
-# The npm package is built first if package.json has a "build" script.
-e2e() {
-  if has_npm_script build; then npm run --silent build || return 1; fi
-  if has_npm_script test:e2e; then
-    npm run --silent test:e2e
-  else
-    node --test tests/e2e/
-  fi
-}
-if [ -d tests/e2e ]; then
-  step "end-to-end tests (tests/e2e)" e2e
-else
-  skip "end-to-end tests: no tests/e2e/"
+# Node-driven tests (playwright-core in Debian Chromium, a Vite consumer app, TypeScript
+# typings), each only once its directory or npm script exists. They use the npm package, so
+# it is built first (`npm run build`), and the debug binaries `cargo test` left in target/.
+NODE_TEST_DIRS=${NODE_TEST_DIRS:-"tests/e2e tests/consumer-vite"}
+node_tests=()
+for dir in $NODE_TEST_DIRS; do
+  if compgen -G "$dir/*.test.mjs" >/dev/null; then node_tests+=("$dir"); else skip "node tests: no $dir/*.test.mjs"; fi
+done
+if has_npm_script build && { [ ${#node_tests[@]} -gt 0 ] || has_npm_script check:types; }; then
+  step "npm package build (npm run build)" npm run --silent build
 fi
+if has_npm_script check:types; then
+  step "TypeScript consumer typings (npm run check:types)" npm run --silent check:types
+fi
+for dir in "${node_tests[@]}"; do
+  # shellcheck disable=SC2086 # the glob is meant to expand
+  step "node --test $dir" node --test $dir/*.test.mjs
+done
 
 summary
