@@ -1,0 +1,208 @@
+// Type definitions for the npm package "mpush-client-wasm" (hand-checked against
+// client-wasm/src; tests/consumer-ts/check.sh compiles a consumer against the packed package).
+
+/** What `init()` accepts: where to load the `.wasm` from, or the module itself. */
+export type InitInput = RequestInfo | URL | Response | BufferSource | WebAssembly.Module;
+
+/**
+ * Loads the WebAssembly module; call (and await) once before `new MPushClient(...)`.
+ * Without an argument it fetches `mpush_client_wasm_bg.wasm` next to the package's JS via
+ * `new URL(..., import.meta.url)` (works in plain ES-module pages, Vite and webpack 5).
+ */
+export default function init(
+  moduleOrPath?: { module_or_path: InitInput | Promise<InitInput> } | InitInput | Promise<InitInput>,
+): Promise<unknown>;
+
+/** Synchronous variant of `init()` for bytes or a compiled module you already have. */
+export function initSync(module: { module: BufferSource | WebAssembly.Module } | BufferSource | WebAssembly.Module): unknown;
+
+/** Connection states, in the order a connection goes through them. */
+export type MPushState = "connecting" | "handshaking" | "ready" | "reconnecting" | "closed";
+
+/** How a push is acknowledged: not at all, by the client automatically, or by the app (`ack()`). */
+export type AckMode = "none" | "auto" | "biz";
+
+/** A key-value store for the device id and the resumable session. Methods must be synchronous. */
+export interface MPushStorageAdapter {
+  get(key: string): string | null | undefined;
+  set(key: string, value: string): void;
+  remove(key: string): void;
+}
+
+/** Reconnect delays: attempt n waits minDelay + random * min(maxDelay, minDelay * 2^n), at most maxDelay. */
+export interface ReconnectOptions {
+  /** ms, default 500 */
+  minDelay?: number;
+  /** ms, default 20000 */
+  maxDelay?: number;
+}
+
+export interface MPushClientOptions {
+  /** The mpush-proxy WebSocket URL, `ws://` or `wss://`. */
+  url: string;
+  /** The MPUSH server's RSA public key, base64 X.509 (`mp.security.public-key`). */
+  publicKey: string;
+  /** Device id (no commas). Default: a random id persisted in `storage`. */
+  deviceId?: string;
+  /** Default "web" (MPUSH client type WEB). Commas are removed. */
+  osName?: string;
+  /** Commas are removed (MPUSH's session format cannot hold them). */
+  osVersion?: string;
+  /** Commas are removed. */
+  clientVersion?: string;
+  /** Bind this user after connecting; it stays bound across reconnects. */
+  userId?: string;
+  /** Tags for the `userId` bind. */
+  tags?: string;
+  /** Alias for the `userId` bind. */
+  alias?: string;
+  /** Smallest acceptable heartbeat, ms (>= 2000; default 180000, or maxHeartbeat if lower). */
+  minHeartbeat?: number;
+  /** Largest acceptable heartbeat, ms (default 180000, or minHeartbeat if higher). */
+  maxHeartbeat?: number;
+  /** Where the device id and the fast-connect session live. Default "local". */
+  storage?: "local" | "session" | "memory" | MPushStorageAdapter;
+  /** Prefix of the storage keys. Default "mpush:". */
+  storageKey?: string;
+  /** Reconnect with backoff (default `{ minDelay: 500, maxDelay: 20000 }`), or `false` for never. */
+  reconnect?: ReconnectOptions | boolean;
+  /** Timeout of bind, unbind, acked pushes and the handshake, ms. Default 10000. */
+  requestTimeout?: number;
+  /** Time allowed for opening the WebSocket plus handshake, ms. Default 10000. */
+  connectTimeout?: number;
+}
+
+/** Result of `connect()` and payload of the "connect" event. */
+export interface ConnectInfo {
+  /** Whether the stored session was resumed (fast connect) instead of a full handshake. */
+  fast: boolean;
+  /** The negotiated heartbeat, ms. */
+  heartbeat: number;
+}
+
+/** Result of `bind()` and payload of the "bind" event. */
+export interface BindInfo {
+  userId: string;
+  /** True for the automatic re-bind after a reconnect. */
+  rebind: boolean;
+}
+
+/** Payload of the "kick" event: another connection bound the same user. */
+export interface KickInfo {
+  deviceId: string;
+  userId: string;
+}
+
+/** Payload of the "disconnect" event. */
+export interface DisconnectInfo {
+  /** WebSocket close code (4000: the client gave up on the connection). */
+  code: number;
+  reason: string;
+}
+
+/** The stable `code` of an `MPushError`. */
+export type MPushErrorCode =
+  | "INVALID_OPTION"
+  | "INVALID_ARGUMENT"
+  | "NOT_CONNECTED"
+  | "NOT_BOUND"
+  | "TIMEOUT"
+  | "SERVER_ERROR"
+  | "CONNECTION_LOST"
+  | "CLOSED"
+  | "PROTOCOL_ERROR"
+  | "HTTP_METHOD_UNSUPPORTED"
+  | "UNSUPPORTED";
+
+/** Every error this package throws or rejects with is an `Error` with `name` "MPushError". */
+export interface MPushError extends Error {
+  name: "MPushError";
+  code: MPushErrorCode;
+  /** MPUSH's error code, for `SERVER_ERROR` (e.g. 1 offline, 103 session expired). */
+  serverCode?: number;
+}
+
+/** The stable error codes, as a frozen list. */
+export const ERROR_CODES: readonly MPushErrorCode[];
+
+/** Whether `e` is an `MPushError`, optionally with the given code. */
+export function isMPushError(e: unknown, code?: MPushErrorCode): e is MPushError;
+
+/** A push from the server. */
+export class MPushMessage {
+  private constructor();
+  /** The content bytes. */
+  readonly content: Uint8Array;
+  /** The push id (for `client.ack(id)`). */
+  readonly id: number;
+  /** "auto" pushes were already acknowledged when the event fired; "biz" pushes need `ack()`. */
+  readonly ackMode: AckMode;
+  /** The content as UTF-8 text. */
+  text(): string;
+  /** The content parsed as JSON (throws `SyntaxError` if it is not JSON). */
+  json<T = unknown>(): T;
+  /** Acknowledges a "biz" push; `false` when no ack is needed or it was sent already. */
+  ack(): boolean;
+  /** Releases the Rust side now instead of at garbage collection. */
+  free(): void;
+}
+
+/** Event names and their payloads. */
+export interface MPushEventMap {
+  state: MPushState;
+  connect: ConnectInfo;
+  push: MPushMessage;
+  kick: KickInfo;
+  bind: BindInfo;
+  unbind: Record<string, never>;
+  error: MPushError;
+  disconnect: DisconnectInfo;
+}
+
+/** `fetch` init for the HTTP tunnel: MPUSH carries GET, POST, PUT and DELETE only. */
+export interface MPushFetchInit {
+  method?: "GET" | "POST" | "PUT" | "DELETE" | "get" | "post" | "put" | "delete";
+  headers?: HeadersInit;
+  body?: string | ArrayBuffer | ArrayBufferView | URLSearchParams | null;
+  /** How long the server waits for the upstream answer, ms (MPUSH `readTimeout`; default 10000). */
+  timeout?: number;
+}
+
+export interface PushOptions {
+  /** "auto": resolve when the server acknowledges; "none" (default): resolve when sent. */
+  ack?: "none" | "auto";
+}
+
+export class MPushClient {
+  /** Checks the options (throws `INVALID_OPTION`); does not connect yet. */
+  constructor(options: MPushClientOptions);
+  /** Adds a listener; exceptions thrown by listeners are logged, never propagated. */
+  on<K extends keyof MPushEventMap>(event: K, listener: (payload: MPushEventMap[K]) => void): void;
+  /** Removes a listener added with `on`. */
+  off<K extends keyof MPushEventMap>(event: K, listener: (payload: MPushEventMap[K]) => void): void;
+  /**
+   * Connects and keeps the connection (reconnecting with backoff, fast connect, re-bind).
+   * Resolves once a session is established; rejects on `close()`, or when the attempt fails
+   * and `reconnect` is false.
+   */
+  connect(): Promise<ConnectInfo>;
+  /** Binds a user; bound again automatically after reconnects until `unbind()` or a kick. */
+  bind(userId: string, tags?: string | null, alias?: string | null): Promise<BindInfo>;
+  /** Unbinds the bound user (`NOT_BOUND` if there is none). */
+  unbind(): Promise<void>;
+  /** Pushes bytes or UTF-8 text to the server. */
+  push(content: string | ArrayBuffer | ArrayBufferView, options?: PushOptions): Promise<void>;
+  /** Acknowledges a "biz" push by id (throws `NOT_CONNECTED` without a connection). */
+  ack(pushId: number): void;
+  /** An HTTP request the MPUSH server performs for you, answered with a real `Response`. */
+  fetch(input: string | URL, init?: MPushFetchInit): Promise<Response>;
+  /** Closes and stops reconnecting; the stored session is kept for the next `connect()`. */
+  close(): void;
+  /** Releases the client now (closes it) instead of at garbage collection. */
+  free(): void;
+  readonly state: MPushState;
+  /** The negotiated heartbeat, ms; undefined before the first connect. */
+  readonly heartbeat: number | undefined;
+  readonly lastConnectWasFast: boolean;
+  readonly deviceId: string;
+}

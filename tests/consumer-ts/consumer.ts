@@ -1,0 +1,89 @@
+// A TypeScript consumer of the packed "mpush-client-wasm" package: check.sh compiles it with
+// `tsc --noEmit` after installing the npm pack tarball into a fresh directory. The lines under
+// "expect-error" directives must fail to type-check: the typings are neither too loose nor too strict.
+import init, {
+  ERROR_CODES,
+  MPushClient,
+  MPushMessage,
+  isMPushError,
+  type BindInfo,
+  type ConnectInfo,
+  type MPushClientOptions,
+  type MPushError,
+  type MPushErrorCode,
+  type MPushState,
+} from "mpush-client-wasm";
+
+export async function main(): Promise<void> {
+  await init();
+  await init({ module_or_path: new URL("./mpush_client_wasm_bg.wasm", import.meta.url) });
+
+  const options: MPushClientOptions = {
+    url: "wss://push.example.com/mpush",
+    publicKey: "MIGfMA0G...",
+    osVersion: navigator.userAgent,
+    userId: "user-42",
+    tags: "vip",
+    storage: { get: (k) => localStorage.getItem(k), set: (k, v) => localStorage.setItem(k, v), remove: (k) => localStorage.removeItem(k) },
+    reconnect: { minDelay: 500, maxDelay: 20000 },
+    requestTimeout: 10000,
+  };
+  const client = new MPushClient(options);
+  new MPushClient({ url: "ws://127.0.0.1:8080/mpush", publicKey: "k", storage: "session", reconnect: false });
+  // @ts-expect-error publicKey is required
+  new MPushClient({ url: "ws://x" });
+  // @ts-expect-error storage names are fixed
+  new MPushClient({ url: "ws://x", publicKey: "k", storage: "disk" });
+
+  client.on("state", (s: MPushState) => console.log(s));
+  client.on("connect", ({ fast, heartbeat }) => console.log(fast ? "fast" : "full", heartbeat.toFixed()));
+  client.on("push", (m: MPushMessage) => {
+    const bytes: Uint8Array = m.content;
+    const text: string = m.text();
+    const data = m.json<{ n: number }>();
+    if (m.ackMode === "biz") m.ack();
+    console.log(bytes.length, text, data.n, m.id);
+  });
+  client.on("kick", (k) => console.log(k.userId, k.deviceId));
+  client.on("bind", (b: BindInfo) => console.log(b.userId, b.rebind));
+  client.on("error", (e) => console.log(e.code, e.serverCode, e.message));
+  client.on("disconnect", (d) => console.log(d.code, d.reason));
+  // @ts-expect-error push payloads are messages, not strings
+  client.on("push", (m: string) => m);
+  // @ts-expect-error unknown event
+  client.on("message", () => {});
+
+  const info: ConnectInfo = await client.connect();
+  console.log(info.fast, client.state, client.heartbeat, client.lastConnectWasFast, client.deviceId);
+  const bound: BindInfo = await client.bind("user-42", "vip");
+  console.log(bound.rebind);
+  await client.unbind();
+  await client.push("hello", { ack: "auto" });
+  await client.push(new Uint8Array([1, 2, 3]));
+  // @ts-expect-error MPUSH never acks biz upstream pushes
+  await client.push("x", { ack: "biz" });
+  client.ack(7);
+
+  const res: Response = await client.fetch("http://api.internal/v1/me", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ a: 1 }),
+    timeout: 5000,
+  });
+  console.log(res.status, await res.text());
+  await client.fetch(new URL("http://api.internal/"), { headers: [["a", "b"]], body: new Uint8Array(2) });
+  // @ts-expect-error PATCH cannot be carried by MPUSH
+  await client.fetch("http://api.internal/", { method: "PATCH" });
+
+  try {
+    await client.bind("u");
+  } catch (e) {
+    if (isMPushError(e, "NOT_CONNECTED")) {
+      const err: MPushError = e;
+      const code: MPushErrorCode = err.code;
+      console.log(code, ERROR_CODES.includes(code));
+    }
+  }
+  client.close();
+  client.free();
+}
