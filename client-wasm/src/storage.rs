@@ -5,7 +5,6 @@
 //! storage that cannot be opened falls back to memory, and failed writes are ignored.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 
 use js_sys::{Function, Object, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
@@ -23,7 +22,7 @@ pub enum Storage {
     /// `localStorage` or `sessionStorage`.
     Web(web_sys::Storage),
     /// Lost on reload.
-    Memory(RefCell<BTreeMap<String, String>>),
+    Memory(RefCell<Vec<(String, String)>>),
     /// A user adapter with synchronous `get`, `set` and `remove` methods.
     Custom {
         /// The adapter object (`this` for its methods).
@@ -46,7 +45,7 @@ fn web_storage(name: &str) -> Option<web_sys::Storage> {
 impl Storage {
     /// An empty memory store.
     pub fn memory() -> Storage {
-        Storage::Memory(RefCell::new(BTreeMap::new()))
+        Storage::Memory(RefCell::new(Vec::new()))
     }
 
     /// From the `storage` option: `undefined` (= "local"), "local", "session", "memory" or an
@@ -94,7 +93,7 @@ impl Storage {
     pub fn get(&self, key: &str) -> Option<String> {
         match self {
             Storage::Web(s) => s.get_item(key).ok().flatten(),
-            Storage::Memory(m) => m.borrow().get(key).cloned(),
+            Storage::Memory(m) => m.borrow().iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()),
             Storage::Custom { target, get, .. } => get.call1(target, &key.into()).ok()?.as_string(),
         }
     }
@@ -107,7 +106,10 @@ impl Storage {
                 let _ = s.set_item(key, value);
             }
             Storage::Memory(m) => {
-                m.borrow_mut().insert(key.to_owned(), value.to_owned());
+                // A handful of keys: a Vec is smaller in wasm than a map.
+                let mut m = m.borrow_mut();
+                m.retain(|(k, _)| k != key);
+                m.push((key.to_owned(), value.to_owned()));
             }
             Storage::Custom { target, set, .. } => {
                 let _ = set.call2(target, &key.into(), &value.into());
@@ -121,9 +123,7 @@ impl Storage {
             Storage::Web(s) => {
                 let _ = s.remove_item(key);
             }
-            Storage::Memory(m) => {
-                m.borrow_mut().remove(key);
-            }
+            Storage::Memory(m) => m.borrow_mut().retain(|(k, _)| k != key),
             Storage::Custom { target, remove, .. } => {
                 let _ = remove.call1(target, &key.into());
             }

@@ -259,3 +259,24 @@ async fn user_id_option_binds_after_connect() {
     assert_eq!(first_result(&r), "success");
     client.close();
 }
+
+#[wasm_bindgen_test]
+async fn pagehide_into_the_bfcache_closes_and_pageshow_fast_connects() {
+    let e = live_env!();
+    let client = MPushClient::new(options(&e, &map_store(), "")).unwrap();
+    wait(client.connect()).await.unwrap();
+    let fire = |name: &str| {
+        let ev = js(&["new PageTransitionEvent('", name, "', { persisted: true })"].concat());
+        let dispatch: Function = get(&js_sys::global(), "dispatchEvent").unchecked_into();
+        dispatch.call1(&js_sys::global(), &ev).unwrap();
+    };
+    let gone = expect_event(&client, "disconnect", 5000, "", async { fire("pagehide") }).await;
+    assert_eq!(get(&gone, "code").as_f64(), Some(1000.0));
+    assert_eq!(client.state(), "reconnecting");
+    // Suspended: no reconnect while the page sits in the cache.
+    sleep(400).await;
+    assert_eq!(client.state(), "reconnecting");
+    let back = expect_event(&client, "connect", 5000, "", async { fire("pageshow") }).await;
+    assert_eq!(get(&back, "fast").as_bool(), Some(true));
+    client.close();
+}
