@@ -280,3 +280,23 @@ async fn pagehide_into_the_bfcache_closes_and_pageshow_fast_connects() {
     assert_eq!(get(&back, "fast").as_bool(), Some(true));
     client.close();
 }
+
+#[wasm_bindgen_test]
+async fn an_online_event_probes_a_healthy_connection_without_dropping_it() {
+    let e = live_env!();
+    let client = MPushClient::new(options(&e, &map_store(), "requestTimeout: 1000")).unwrap();
+    wait(client.connect()).await.unwrap();
+    let drops = Array::new();
+    let d2 = drops.clone();
+    let rec = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| {
+        d2.push(&v);
+    });
+    client.on("disconnect", rec.as_ref().unchecked_ref::<Function>().clone()).unwrap();
+    // The probe is a heartbeat the server echoes within the probe timeout (1 s here).
+    let dispatch: Function = get(&js_sys::global(), "dispatchEvent").unchecked_into();
+    dispatch.call1(&js_sys::global(), &js("new Event('online')")).unwrap();
+    sleep(1500).await;
+    assert_eq!(drops.length(), 0, "a healthy connection must survive the probe");
+    assert_eq!(client.state(), "ready");
+    client.close();
+}
