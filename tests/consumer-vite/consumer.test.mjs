@@ -3,7 +3,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { cpSync, mkdtempSync, readdirSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readdirSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { ROOT, Stack, freePort, launchChromium } from "../e2e/stack.mjs";
@@ -22,6 +22,7 @@ before(async () => {
   const work = mkdtempSync(path.join(os.tmpdir(), "mpush-consumer-"));
   // The tarball exactly as `npm pack` makes it from the built package.
   const packDir = path.join(work, "pack");
+  mkdirSync(packDir, { recursive: true });
   run("npm", ["pack", "--pack-destination", packDir, "--silent"], ROOT);
   const tarball = path.join(packDir, readdirSync(packDir).find((f) => f.endsWith(".tgz")));
   const app = path.join(work, "app");
