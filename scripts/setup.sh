@@ -42,6 +42,16 @@ else
   rustup component add "${missing[@]}"
 fi
 
+# rust-src lets scripts/build-wasm.sh rebuild std for wasm32 with panic=immediate-abort
+# (RUSTC_BOOTSTRAP=1 -Z build-std on this stable toolchain): without it the package is over
+# its 80 KB size budget.
+if grep -q '^rust-src' <<<"$installed_components"; then
+  say "rust-src" "present"
+else
+  say "rust-src" "installing"
+  rustup component add rust-src
+fi
+
 # --- wasm-pack -----------------------------------------------------------------------
 if command -v wasm-pack >/dev/null; then
   say "wasm-pack" "present ($(wasm-pack --version | awk '{print $2}'))"
