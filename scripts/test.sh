@@ -134,8 +134,18 @@ node_tests=()
 for dir in $NODE_TEST_DIRS; do
   if compgen -G "$dir/*.test.mjs" >/dev/null; then node_tests+=("$dir"); else skip "node tests: no $dir/*.test.mjs"; fi
 done
+if [ ${#node_tests[@]} -gt 0 ]; then
+  # The node tests start the debug binaries (tests/e2e/stack.mjs: MPUSH_PROXY_BIN).
+  step "cargo build --workspace --bins" cargo build --workspace --bins --locked
+  export MPUSH_PROXY_BIN=${MPUSH_PROXY_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/mpush-proxy}
+fi
 if has_npm_script build && { [ ${#node_tests[@]} -gt 0 ] || has_npm_script check:types; }; then
-  step "npm package build (npm run build)" npm run --silent build
+  # The demo console (tests/e2e) imports the packed package from www/vendor.
+  build_package() {
+    npm run --silent build || return 1
+    if [ -x scripts/vendor-www.sh ]; then scripts/vendor-www.sh || return 1; fi
+  }
+  step "npm package build (npm run build, scripts/vendor-www.sh)" build_package
 fi
 if has_npm_script check:types; then
   step "TypeScript consumer typings (npm run check:types)" npm run --silent check:types
