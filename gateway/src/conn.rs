@@ -21,6 +21,9 @@ use crate::{now_ms, os_seed, Shared};
 
 /// A slow reader that cannot take a write within this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Commands queued for one connection (pushes, kicks, HTTP replies). Bounded, so a push storm
+/// at a slow client fails fast (push result "failure") instead of growing memory.
+pub(crate) const CONN_QUEUE: usize = 1024;
 
 /// What other tasks ask of a connection task.
 #[derive(Debug)]
@@ -54,7 +57,7 @@ pub enum ConnCommand {
 struct Conn {
     id: ConnId,
     peer: SocketAddr,
-    tx: mpsc::UnboundedSender<ConnCommand>,
+    tx: mpsc::Sender<ConnCommand>,
     session: ServerSession,
     shared: Arc<Shared>,
     /// Pushes waiting for an ack, by push session id.
@@ -72,7 +75,7 @@ pub(crate) async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let id = shared.next_conn_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(CONN_QUEUE);
     let session = ServerSession::new(shared.server_config.clone(), os_seed(), now_ms());
     let mut c = Conn { id, peer, tx, session, shared, awaiting_ack: HashMap::new(), awaiting_write: Vec::new() };
     let (mut reader, mut writer) = stream.into_split();
@@ -173,7 +176,7 @@ impl Conn {
                     // MPUSH kicks the older connection of the same user and client type; it
                     // stays open but no longer receives the user's pushes.
                     tracing::info!(user = %user_id, old = old.id, new = self.id, "kicking older connection");
-                    let _ = old.tx.send(ConnCommand::Kick);
+                    let _ = old.tx.try_send(ConnCommand::Kick);
                 }
             }
             ServerEvent::Unbound { user_id } => self.shared.router.unbind(&user_id, self.id),
@@ -198,7 +201,7 @@ impl Conn {
                 let peer = self.peer;
                 tokio::spawn(async move {
                     let outcome = proxy.perform(request, peer).await;
-                    let _ = tx.send(ConnCommand::HttpReply { session_id, outcome });
+                    let _ = tx.send(ConnCommand::HttpReply { session_id, outcome }).await;
                 });
             }
             ServerEvent::Close { reason } => {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mpush_protocol::AckMode;
 use serde::Serialize;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::conn::ConnCommand;
@@ -124,7 +124,11 @@ impl Pusher {
                 .map(|c| {
                     let (reply, rx) = oneshot::channel();
                     let cmd = ConnCommand::Push { content: content.clone(), ack, timeout_ms, reply };
-                    c.tx.send(cmd).map(|()| rx).map_err(|_| PushResult::Offline)
+                    c.tx.try_send(cmd).map(|()| rx).map_err(|e| match e {
+                        // The connection's queue is full: it is not keeping up.
+                        mpsc::error::TrySendError::Full(_) => PushResult::Failure,
+                        mpsc::error::TrySendError::Closed(_) => PushResult::Offline,
+                    })
                 })
                 .collect();
             waiting.push((user, receivers));

@@ -20,7 +20,7 @@ pub struct ConnHandle {
     /// The connection.
     pub id: ConnId,
     /// Commands to its task.
-    pub tx: mpsc::UnboundedSender<ConnCommand>,
+    pub tx: mpsc::Sender<ConnCommand>,
     /// The client's address.
     pub peer: SocketAddr,
     /// Device id from the handshake.
@@ -154,7 +154,7 @@ mod tests {
     use super::*;
 
     fn handle(id: ConnId, t: ClientType) -> ConnHandle {
-        let (tx, _) = mpsc::unbounded_channel();
+        let (tx, _) = mpsc::channel(1);
         ConnHandle { id, tx, peer: SocketAddr::from(([127, 0, 0, 1], 1)), device_id: format!("d{id}"), client_type: t }
     }
 
