@@ -1,30 +1,45 @@
 //! The body pipeline around a message: encode -> compress (over a limit) -> encrypt, and the
 //! reverse, honouring the flags actually set on each packet.
+//!
+//! Compression on the way out needs the crate's `compress` feature (on by default). Without
+//! it [`seal`] never compresses, whatever the limit: the COMPRESS flag is the sender's choice
+//! and MPUSH (server and Java client alike) accepts uncompressed bodies of any size up to its
+//! max packet size. [`open`] always inflates what arrives compressed. The browser package
+//! (`mpush-client-wasm`) builds without the feature to leave the deflate code out.
 
-use crate::crypto::{compress, decompress, AesCipher, CryptoError};
+use crate::crypto::{decompress, AesCipher, CryptoError};
 use crate::frame::Flags;
 
 /// Compresses `plain` if it is longer than `compress_over` (keeping the compressed form only
-/// when non-empty), then encrypts it with `cipher` if there is one. Empty bodies stay empty
-/// and unencrypted, as in MPUSH. Returns the wire body and the flags it needs.
+/// when non-empty; only with the `compress` feature), then encrypts it with `cipher` if there
+/// is one. Empty bodies stay empty and unencrypted, as in MPUSH. Returns the wire body and the
+/// flags it needs.
 pub fn seal(plain: Vec<u8>, cipher: Option<&AesCipher>, compress_over: usize) -> (Vec<u8>, Flags) {
-    let mut flags = Flags::NONE;
     if plain.is_empty() {
-        return (plain, flags);
+        return (plain, Flags::NONE);
     }
-    let mut body = plain;
-    if body.len() > compress_over {
-        let z = compress(&body);
-        if !z.is_empty() {
-            body = z;
-            flags.insert(Flags::COMPRESS);
-        }
-    }
+    let (mut body, mut flags) = maybe_compress(plain, compress_over);
     if let Some(c) = cipher {
         body = c.encrypt(&body);
         flags.insert(Flags::CRYPTO);
     }
     (body, flags)
+}
+
+#[cfg(feature = "compress")]
+fn maybe_compress(plain: Vec<u8>, compress_over: usize) -> (Vec<u8>, Flags) {
+    if plain.len() > compress_over {
+        let z = crate::crypto::compress(&plain);
+        if !z.is_empty() {
+            return (z, Flags::COMPRESS);
+        }
+    }
+    (plain, Flags::NONE)
+}
+
+#[cfg(not(feature = "compress"))]
+fn maybe_compress(plain: Vec<u8>, _compress_over: usize) -> (Vec<u8>, Flags) {
+    (plain, Flags::NONE)
 }
 
 /// Decrypts (if the CRYPTO flag is set) and inflates (if COMPRESS is set) a wire body.
@@ -50,6 +65,7 @@ pub fn open(
 mod tests {
     use super::*;
 
+    #[cfg(feature = "compress")]
     #[test]
     fn seal_open_round_trip() {
         let c = AesCipher::new([3; 16], [4; 16]);
@@ -66,5 +82,16 @@ mod tests {
         assert_eq!(flags, Flags::COMPRESS);
         assert_eq!(open(&body, flags, None, 1000).unwrap(), vec![7; 50]);
         assert_eq!(open(&[1; 16], Flags::CRYPTO, None, 10), Err(CryptoError::Decrypt));
+    }
+
+    #[cfg(not(feature = "compress"))]
+    #[test]
+    fn seal_without_compress_feature_never_compresses() {
+        let c = AesCipher::new([3; 16], [4; 16]);
+        let (body, flags) = seal(vec![1; 5000], Some(&c), 10);
+        assert_eq!(flags, Flags::CRYPTO);
+        assert_eq!(open(&body, flags, Some(&c), 10_000).unwrap(), vec![1; 5000]);
+        let (body, flags) = seal(vec![1; 5000], None, 0);
+        assert_eq!((body, flags), (vec![1; 5000], Flags::NONE));
     }
 }

@@ -11,7 +11,6 @@ use rand_core::CryptoRngCore;
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use rsa::traits::PublicKeyParts;
 use rsa::Pkcs1v15Encrypt;
-use std::io::{Read, Write};
 
 /// A cryptographic or compression failure.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -187,26 +186,22 @@ pub fn mix_key(client_key: &[u8; 16], server_key: &[u8; 16]) -> [u8; 16] {
     k
 }
 
-/// zlib-compresses `data` (RFC 1950, default level, like `java.util.zip.Deflater`).
+/// zlib-compresses `data` (RFC 1950, default level 6, like `java.util.zip.Deflater`).
+///
+/// Only with the `compress` feature (on by default); without it nothing is compressed on the
+/// way out (see [`crate::body::seal`]), while inbound bodies are still inflated.
+#[cfg(feature = "compress")]
 pub fn compress(data: &[u8]) -> Vec<u8> {
-    let mut e =
-        flate2::write::ZlibEncoder::new(Vec::with_capacity(data.len() / 2 + 16), flate2::Compression::default());
-    // Writing into a Vec cannot fail.
-    if e.write_all(data).is_err() {
-        return Vec::new();
-    }
-    e.finish().unwrap_or_default()
+    miniz_oxide::deflate::compress_to_vec_zlib(data, 6)
 }
 
 /// Inflates a zlib stream, failing once the output would exceed `max` bytes.
 pub fn decompress(data: &[u8], max: usize) -> Result<Vec<u8>, CryptoError> {
-    let mut out = Vec::new();
-    let mut d = flate2::read::ZlibDecoder::new(data).take(max as u64 + 1);
-    d.read_to_end(&mut out).map_err(|_| CryptoError::Inflate)?;
-    if out.len() > max {
-        return Err(CryptoError::InflateTooLarge { max });
-    }
-    Ok(out)
+    use miniz_oxide::inflate::{decompress_to_vec_zlib_with_limit, TINFLStatus};
+    decompress_to_vec_zlib_with_limit(data, max).map_err(|e| match e.status {
+        TINFLStatus::HasMoreOutput => CryptoError::InflateTooLarge { max },
+        _ => CryptoError::Inflate,
+    })
 }
 
 #[cfg(test)]
@@ -220,6 +215,11 @@ mod tests {
         assert_eq!(decompress(&bomb, 1 << 20), Err(CryptoError::InflateTooLarge { max: 1 << 20 }));
         assert_eq!(decompress(&bomb, 10 << 20).map(|v| v.len()), Ok(10 << 20));
         assert_eq!(decompress(b"not zlib", 100), Err(CryptoError::Inflate));
+        let small = compress(b"hello hello hello");
+        assert_eq!(decompress(&small, 17).unwrap(), b"hello hello hello");
+        assert_eq!(decompress(&small, 16), Err(CryptoError::InflateTooLarge { max: 16 }));
+        assert_eq!(decompress(&small[..small.len() - 1], 100), Err(CryptoError::Inflate));
+        assert_eq!(decompress(&[], 100), Err(CryptoError::Inflate));
     }
 
     #[test]
@@ -230,6 +230,7 @@ mod tests {
         assert!(AesCipher::from_slices(&[0; 15], &[0; 16]).is_err());
     }
 
+    #[cfg(feature = "compress")]
     #[test]
     fn bad_keys_are_errors() {
         assert!(matches!(RsaPublicKey::from_base64("!!"), Err(CryptoError::InvalidKey(_))));
