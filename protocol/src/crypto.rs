@@ -8,7 +8,7 @@
 use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use base64::Engine;
 use rand_core::CryptoRngCore;
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use rsa::traits::PublicKeyParts;
 use rsa::Pkcs1v15Encrypt;
 
@@ -44,6 +44,78 @@ fn b64(s: &str) -> Result<Vec<u8>, CryptoError> {
     base64::engine::general_purpose::STANDARD.decode(clean).map_err(|e| CryptoError::InvalidKey(format!("base64: {e}")))
 }
 
+/// [`b64`] without the error's text.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let clean: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(clean).ok()
+}
+
+/// The value of the DER element of tag `tag` at the start of `input`, which moves past it.
+/// Definite, minimal lengths only.
+fn der_take<'a>(input: &mut &'a [u8], tag: u8) -> Option<&'a [u8]> {
+    let [t, l0, ref rest @ ..] = **input else { return None };
+    if t != tag {
+        return None;
+    }
+    let (len, rest) = if l0 < 0x80 {
+        (usize::from(l0), rest)
+    } else {
+        // 0x80 is BER's indefinite length; lengths past 4 bytes do not fit a key.
+        let n = usize::from(l0 & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n || rest[0] == 0 {
+            return None;
+        }
+        let (bytes, rest) = rest.split_at(n);
+        let len = bytes.iter().fold(0usize, |a, b| a << 8 | usize::from(*b));
+        if len < 0x80 {
+            return None;
+        }
+        (len, rest)
+    };
+    if rest.len() < len {
+        return None;
+    }
+    let (value, rest) = rest.split_at(len);
+    *input = rest;
+    Some(value)
+}
+
+/// A non-negative, minimally encoded DER INTEGER's big-endian magnitude.
+fn der_uint<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
+    match der_take(input, 0x02)? {
+        [] => None,
+        [b, ..] if b & 0x80 != 0 => None,
+        [0, rest @ ..] if !rest.is_empty() => (rest[0] & 0x80 != 0).then_some(rest),
+        v => Some(v),
+    }
+}
+
+/// `rsaEncryption`, 1.2.840.113549.1.1.1.
+const RSA_ENCRYPTION_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+
+/// Modulus and public exponent of an X.509 SubjectPublicKeyInfo holding an RSA key:
+/// `SEQUENCE { SEQUENCE { OID rsaEncryption, NULL }, BIT STRING { SEQUENCE { INTEGER n,
+/// INTEGER e } } }`, nothing after any of it.
+fn spki_rsa_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut input = der;
+    let mut spki = der_take(&mut input, 0x30)?;
+    let mut algorithm = der_take(&mut spki, 0x30)?;
+    let bits = der_take(&mut spki, 0x03)?;
+    if !input.is_empty() || !spki.is_empty() || der_take(&mut algorithm, 0x06)? != RSA_ENCRYPTION_OID {
+        return None;
+    }
+    if !der_take(&mut algorithm, 0x05)?.is_empty() || !algorithm.is_empty() {
+        return None;
+    }
+    // The BIT STRING's first byte counts the unused bits of the last byte: none here.
+    let [0, ref key_der @ ..] = *bits else { return None };
+    let mut bits = key_der;
+    let mut key = der_take(&mut bits, 0x30)?;
+    let n = der_uint(&mut key)?;
+    let e = der_uint(&mut key)?;
+    (bits.is_empty() && key.is_empty()).then_some((n, e))
+}
+
 fn to_b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
@@ -54,11 +126,17 @@ pub struct RsaPublicKey(rsa::RsaPublicKey);
 
 impl RsaPublicKey {
     /// Parses a base64 X.509 SubjectPublicKeyInfo (MPUSH's `mp.security.public-key`).
+    ///
+    /// A small DER reader of its own rather than the `rsa` crate's `pkcs8`/`der` decoders (and
+    /// fixed error texts rather than their `Display`): this is the one key parse the browser
+    /// package does, and those decoders cost it ~9 KB. It accepts what `rsa` accepts.
     pub fn from_base64(s: &str) -> Result<RsaPublicKey, CryptoError> {
-        let der = b64(s)?;
-        rsa::RsaPublicKey::from_public_key_der(&der)
+        let der = base64_decode(s).ok_or_else(|| CryptoError::InvalidKey("X.509 public key: invalid base64".into()))?;
+        let (n, e) = spki_rsa_components(&der)
+            .ok_or_else(|| CryptoError::InvalidKey("X.509 public key: not a DER RSA SubjectPublicKeyInfo".into()))?;
+        rsa::RsaPublicKey::new(rsa::BigUint::from_bytes_be(n), rsa::BigUint::from_bytes_be(e))
             .map(RsaPublicKey)
-            .map_err(|e| CryptoError::InvalidKey(format!("X.509 public key: {e}")))
+            .map_err(|_| CryptoError::InvalidKey("X.509 public key: unusable RSA modulus or exponent".into()))
     }
 
     /// The key as base64 X.509.
@@ -208,6 +286,7 @@ pub fn decompress(data: &[u8], max: usize) -> Result<Vec<u8>, CryptoError> {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "compress")]
     #[test]
     fn zip_bomb_is_capped() {
         let bomb = compress(&vec![0u8; 10 << 20]);
@@ -230,7 +309,57 @@ mod tests {
         assert!(AesCipher::from_slices(&[0; 15], &[0; 16]).is_err());
     }
 
-    #[cfg(feature = "compress")]
+    /// The hand-written SPKI reader agrees with the `rsa` crate's `der`-based one.
+    #[test]
+    fn spki_reader_matches_rsa_crate() {
+        use rand_core::SeedableRng;
+        use rsa::pkcs8::DecodePublicKey;
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([9; 32]);
+        for bits in [512, 1024] {
+            let key = RsaPrivateKey::generate(&mut rng, bits).unwrap().public_key();
+            let der = key.0.to_public_key_der().unwrap();
+            let der = der.as_bytes();
+            let parsed = RsaPublicKey::from_base64(&key.to_base64()).unwrap();
+            assert_eq!(parsed, key);
+            assert_eq!(parsed.0, rsa::RsaPublicKey::from_public_key_der(der).unwrap());
+            // Every truncation, any trailing byte and every single-byte change in the DER
+            // structure (everything before the modulus) get the same verdict from both.
+            let ours = |d: &[u8]| RsaPublicKey::from_base64(&to_b64(d)).ok().map(|k| k.0);
+            let theirs = |d: &[u8]| rsa::RsaPublicKey::from_public_key_der(d).ok();
+            for len in 0..der.len() {
+                assert_eq!(ours(&der[..len]), None, "{bits}: truncated to {len}");
+            }
+            assert_eq!(ours(&[der, &[0]].concat()), None);
+            for i in 0..40 {
+                for x in [0x01, 0x80, 0xff] {
+                    let mut d = der.to_vec();
+                    d[i] ^= x;
+                    assert_eq!(ours(&d), theirs(&d), "{bits}: byte {i} ^ {x:#x}");
+                }
+            }
+        }
+        // Absent algorithm parameters, a negative modulus, an exponent with a needless 00.
+        let spki = |alg: &[u8], n: &[u8], e: &[u8]| {
+            let int = |v: &[u8]| [&[0x02, v.len() as u8][..], v].concat();
+            let key = [&[0x30, (n.len() + e.len() + 4) as u8][..], &int(n), &int(e)].concat();
+            let bits = [&[0x03, key.len() as u8 + 1, 0][..], &key].concat();
+            let alg = [&[0x30, alg.len() as u8][..], alg].concat();
+            [&[0x30, (alg.len() + bits.len()) as u8][..], &alg, &bits].concat()
+        };
+        let oid = [&[0x06, 9][..], RSA_ENCRYPTION_OID].concat();
+        let with_null = [&oid[..], &[0x05, 0]].concat();
+        let n = [&[0x00, 0xc1][..], &[0x5b; 63]].concat();
+        assert!(ours_ok(&spki(&with_null, &n, &[1, 0, 1])));
+        assert!(!ours_ok(&spki(&oid, &n, &[1, 0, 1])));
+        assert!(!ours_ok(&spki(&with_null, &n[1..], &[1, 0, 1])));
+        assert!(!ours_ok(&spki(&with_null, &n, &[0, 1, 0, 1])));
+        fn ours_ok(d: &[u8]) -> bool {
+            let theirs = rsa::RsaPublicKey::from_public_key_der(d).is_ok();
+            assert_eq!(spki_rsa_components(d).is_some() && RsaPublicKey::from_base64(&to_b64(d)).is_ok(), theirs);
+            theirs
+        }
+    }
+
     #[test]
     fn bad_keys_are_errors() {
         assert!(matches!(RsaPublicKey::from_base64("!!"), Err(CryptoError::InvalidKey(_))));
