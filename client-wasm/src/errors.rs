@@ -90,7 +90,7 @@ pub fn client_error_message(e: &ClientError) -> String {
     match e {
         ClientError::NotReady(_) | ClientError::InvalidState(_) => "not connected".into(),
         ClientError::NotBound => "no user is bound".into(),
-        ClientError::InvalidArgument(m) => m.clone(),
+        ClientError::InvalidArgument(m) => String::from(m.as_ref()),
         ClientError::PeerMisbehaved(m) => ["the server broke the protocol: ", m].concat(),
         ClientError::Frame(_) => "malformed packet from the server".into(),
         ClientError::Crypto { .. } => "could not decrypt or inflate a packet from the server".into(),

@@ -1,6 +1,7 @@
 //! The client side of MPUSH as a sans-IO state machine: what the Android/Java SDK does, with
 //! time and randomness as inputs.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use rand_chacha::ChaCha20Rng;
@@ -83,10 +84,7 @@ impl ClientConfig {
             return Err(ClientError::InvalidArgument("deviceId must not contain ',' (it breaks fast connect)".into()));
         }
         if self.min_heartbeat < 2000 || self.max_heartbeat < self.min_heartbeat {
-            return Err(ClientError::InvalidArgument(format!(
-                "heartbeat bounds must satisfy 2000 <= min <= max, got {}..{}",
-                self.min_heartbeat, self.max_heartbeat
-            )));
+            return Err(ClientError::InvalidArgument("heartbeat bounds must satisfy 2000 <= min <= max".into()));
         }
         if self.request_timeout == 0 || self.max_packet_size == 0 {
             return Err(ClientError::InvalidArgument("timeouts and limits must be positive".into()));
@@ -264,9 +262,10 @@ pub enum ClientError {
     /// API misuse: unbind without a bound user.
     #[error("no user is bound")]
     NotBound,
-    /// API misuse: a bad argument or setting.
+    /// API misuse: a bad argument or setting (mostly static text: no formatting code in the
+    /// browser package).
     #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    InvalidArgument(Cow<'static, str>),
     /// Encrypting the handshake failed.
     #[error("handshake encryption: {0}")]
     Encrypt(CryptoError),
@@ -697,13 +696,15 @@ impl ClientSession {
         self.check_ready()?;
         let lower = req.uri.to_ascii_lowercase();
         if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-            return Err(ClientError::InvalidArgument(format!("uri must be an absolute http(s) URL: {:?}", req.uri)));
+            // Plain concatenation, no `format!`: keeps core::fmt out of the wasm package.
+            return Err(ClientError::InvalidArgument(
+                ["uri must be an absolute http(s) URL: ", &req.uri].concat().into(),
+            ));
         }
         let read_timeout = match req.headers.iter().find(|(k, _)| k == READ_TIMEOUT_HEADER) {
-            Some((_, v)) => v
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| ClientError::InvalidArgument(format!("readTimeout header is not a number: {v:?}")))?,
+            Some((_, v)) => v.trim().parse::<u64>().map_err(|_| {
+                ClientError::InvalidArgument(["readTimeout header is not a number: ", v].concat().into())
+            })?,
             None => {
                 req.headers.push((READ_TIMEOUT_HEADER.to_owned(), self.config.http_read_timeout.to_string()));
                 self.config.http_read_timeout

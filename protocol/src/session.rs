@@ -107,13 +107,11 @@ impl std::fmt::Debug for StoredSession {
 impl StoredSession {
     /// The `PersistentSession` string.
     pub fn to_persistent_string(&self) -> String {
-        format!(
-            "{},{},{},{}",
-            self.session_id,
-            self.expire_time,
-            bytes_to_signed_list(&self.key),
-            bytes_to_signed_list(&self.iv)
-        )
+        // Concatenation rather than `format!`: the browser package has no other use for
+        // core::fmt's machinery.
+        let (exp, key, iv) =
+            (self.expire_time.to_string(), bytes_to_signed_list(&self.key), bytes_to_signed_list(&self.iv));
+        [self.session_id.as_str(), ",", &exp, ",", &key, ",", &iv].concat()
     }
 
     /// Parses a `PersistentSession` string.
