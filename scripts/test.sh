@@ -87,7 +87,13 @@ step "cargo test --workspace" cargo test --workspace --locked
 
 for crate in $BROWSER_TEST_CRATES; do
   if [ -f "$crate/Cargo.toml" ]; then
-    step "browser tests in headless Chromium ($crate)" wasm-pack test --headless --chrome "$crate" --locked
+    if [ -x "$crate/tests/live/run.sh" ]; then
+      # Live browser tests: the script starts mpush-proxy (embedded gateway) on 127.0.0.1
+      # and passes its addresses to the wasm tests.
+      step "browser tests in headless Chromium, live ($crate)" "$crate/tests/live/run.sh" --locked
+    else
+      step "browser tests in headless Chromium ($crate)" wasm-pack test --headless --chrome "$crate" --locked
+    fi
   else
     skip "browser tests ($crate): no $crate/"
   fi
