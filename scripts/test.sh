@@ -83,6 +83,9 @@ for crate in $WASM_CRATES; do
   fi
 done
 
+# The sans-IO core must build for wasm32 on its own, with no OS randomness backend.
+step "protocol builds for wasm32 without getrandom" \
+  cargo build -p mpush-protocol --target wasm32-unknown-unknown --lib --locked
 step "cargo test --workspace" cargo test --workspace --locked
 
 for crate in $BROWSER_TEST_CRATES; do
