@@ -3,7 +3,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, readdirSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { ROOT, Stack, freePort, launchChromium } from "../e2e/stack.mjs";
@@ -27,8 +27,7 @@ before(async () => {
   const tarball = path.join(packDir, readdirSync(packDir).find((f) => f.endsWith(".tgz")));
   const app = path.join(work, "app");
   cpSync(path.join(HERE, "app"), app, { recursive: true });
-  run("npm", ["init", "-y", "--silent"], app);
-  run("npm", ["pkg", "set", "type=module"], app);
+  writeFileSync(path.join(app, "package.json"), JSON.stringify({ name: "mpush-consumer", private: true, type: "module" }));
   run("npm", ["install", "--no-audit", "--no-fund", "--silent", tarball, `vite@${process.env.VITE_VERSION || "8"}`], app);
   run("npx", ["vite", "build"], app);
 
