@@ -4,15 +4,20 @@
 //! handles one event at a time: while a packet is being written to one side, the other side is
 //! not read. That is the backpressure: a slow browser slows reading from the upstream (and the
 //! reverse), and at most one packet plus one read chunk is buffered per direction. Idle
-//! sessions hold no read buffer at all (the upstream is read only once it is readable).
+//! sessions hold no read buffer at all: between packets the upstream is read into a stack
+//! buffer and only what arrived is copied out; only a partly received packet is kept.
 
+use std::future::{poll_fn, Future};
 use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use mpush_protocol::frame::{frame_len, Command, Flags, FrameError, Packet};
 use mpush_protocol::message::{HttpResponse, Message as _};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -24,7 +29,9 @@ use crate::close::CloseReason;
 use crate::config::{Config, HttpProxyMode};
 use crate::metrics::Metrics;
 
-/// Smallest upstream read; also the only buffer a session holds between packets.
+/// Upstream read between packets, into a stack buffer (not kept by the session).
+const STACK_READ: usize = 16 * 1024;
+/// Smallest upstream read into the buffer of a partly received packet.
 const READ_CHUNK: usize = 4 * 1024;
 /// Largest single upstream read while a big packet is coming in.
 const MAX_READ_CHUNK: usize = 256 * 1024;
@@ -87,29 +94,42 @@ pub(crate) struct Ctx<'a> {
 
 /// Relays packets between the browser and the upstream until one side ends, a rule is broken
 /// or the proxy shuts down; returns why. The caller sends the close frame ([`close`]).
+///
+/// Per-packet cost is kept low: the timer is only re-armed when it fires (events move the
+/// deadlines later, never earlier, except when a pong clears a pending ping, which is
+/// checked), a send deadline is only created when a write does not complete at once, all
+/// packets cut from one upstream read are fed to the WebSocket and flushed once under one
+/// deadline, and the shutdown future is a per-session child token polled in place.
 pub(crate) async fn relay<S>(ws: &mut S, upstream: &mut TcpStream, ctx: &Ctx<'_>) -> CloseReason
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
 {
     let cfg = ctx.config;
-    let mut buf = BytesMut::new();
+    // Only a partly received packet is kept here; empty (unallocated) between packets.
+    let mut pending = BytesMut::new();
     let mut last_packet = Instant::now();
     let mut last_heard = last_packet;
     let mut ping_sent: Option<Instant> = None;
-    let timer = sleep_until(last_packet + cfg.idle_timeout);
+    let timer = sleep_until(last_packet + cfg.ping_interval.min(cfg.idle_timeout));
     tokio::pin!(timer);
+    // A child token has its own waiter list, so polling it does not contend with other sessions.
+    let shutdown_token = ctx.shutdown.child_token();
+    let shutdown = shutdown_token.cancelled();
+    tokio::pin!(shutdown);
     loop {
-        let keepalive = match ping_sent {
-            Some(at) => at + cfg.pong_timeout,
-            None => last_heard + cfg.ping_interval,
-        };
-        timer.as_mut().reset(keepalive.min(last_packet + cfg.idle_timeout));
         tokio::select! {
             biased;
-            () = ctx.shutdown.cancelled() => return CloseReason::GoingAway,
+            () = &mut shutdown => return CloseReason::GoingAway,
             msg = ws.next() => {
-                last_heard = Instant::now();
-                ping_sent = None;
+                let now = Instant::now();
+                last_heard = now;
+                if ping_sent.take().is_some() {
+                    // The keepalive deadline may move earlier than the armed one.
+                    let next = (now + cfg.ping_interval).min(last_packet + cfg.idle_timeout);
+                    if next < timer.deadline() {
+                        timer.as_mut().reset(next);
+                    }
+                }
                 let data = match msg {
                     None => return CloseReason::ClientClosed,
                     Some(Err(WsError::Capacity(_))) => return CloseReason::PacketTooLarge,
@@ -122,9 +142,8 @@ where
                 };
                 match check_packet(&data, cfg.upstream_max_body, cfg.http_proxy) {
                     Inbound::Forward => {
-                        match timeout(cfg.send_timeout, tokio::io::AsyncWriteExt::write_all(upstream, &data)).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(_)) | Err(_) => return CloseReason::UpstreamError,
+                        if write_upstream(upstream, &data, cfg.send_timeout).await.is_err() {
+                            return CloseReason::UpstreamError;
                         }
                         ctx.metrics.upstream_packet(data.len());
                     }
@@ -139,34 +158,24 @@ where
                     }
                     Inbound::Reject(r) => return r,
                 }
-                last_packet = Instant::now();
+                last_packet = now;
             }
-            ready = upstream.readable() => {
-                if ready.is_err() {
-                    return CloseReason::UpstreamError;
-                }
-                match read_some(upstream, &mut buf, cfg.downstream_max_body) {
-                    Ok(0) => return CloseReason::UpstreamClosed,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            read = poll_fn(|cx| poll_upstream(cx, upstream, &mut pending, cfg.downstream_max_body)) => {
+                let chunk = match read {
+                    Ok(Read::Eof) => return CloseReason::UpstreamClosed,
+                    Ok(Read::Partial) => continue,
+                    Ok(Read::Data(chunk)) => chunk,
                     Err(_) => return CloseReason::UpstreamError,
-                }
-                loop {
-                    match frame_len(&buf, cfg.downstream_max_body) {
-                        Err(_) => return CloseReason::UpstreamFraming,
-                        Ok(Some(n)) if buf.len() >= n => {
-                            let packet = buf.split_to(n).freeze();
-                            if let Err(r) = send(ws, packet, cfg.send_timeout).await {
-                                return r;
-                            }
-                            ctx.metrics.downstream_packet(n);
-                            last_packet = Instant::now();
-                        }
-                        Ok(_) => break,
+                };
+                let forwarded = with_deadline(cfg.send_timeout, forward(ws, chunk, &mut pending, cfg.downstream_max_body));
+                match forwarded.await {
+                    None => return CloseReason::SendTimeout,
+                    Some(Err(r)) => return r,
+                    Some(Ok((0, _))) => {}
+                    Some(Ok((packets, bytes))) => {
+                        ctx.metrics.downstream_packets(packets, bytes);
+                        last_packet = Instant::now();
                     }
-                }
-                if buf.is_empty() {
-                    buf = BytesMut::new(); // give the memory back between packets
                 }
             }
             () = &mut timer => {
@@ -185,19 +194,130 @@ where
                     }
                     None => {}
                 }
+                let keepalive = match ping_sent {
+                    Some(at) => at + cfg.pong_timeout,
+                    None => last_heard + cfg.ping_interval,
+                };
+                timer.as_mut().reset(keepalive.min(last_packet + cfg.idle_timeout));
             }
         }
     }
 }
 
-/// One non-blocking read, sized for the packet being received. `Ok(0)` is end of stream.
-fn read_some(upstream: &TcpStream, buf: &mut BytesMut, max_body: usize) -> io::Result<usize> {
-    let want = match frame_len(buf, max_body) {
-        Ok(Some(n)) if n > buf.len() => (n - buf.len()).clamp(READ_CHUNK, MAX_READ_CHUNK),
+/// What one upstream read produced.
+enum Read {
+    /// End of stream.
+    Eof,
+    /// Bytes to cut into packets: starts at a packet boundary, may end inside a packet.
+    Data(Bytes),
+    /// More of a packet that is still incomplete (kept in `pending`).
+    Partial,
+}
+
+/// One upstream read. Between packets it reads into a stack buffer (idle sessions hold no read
+/// buffer) and copies out exactly what arrived; inside a large packet it reads into `pending`,
+/// sized for the packet. Uses `poll_read`, which clears readiness after a short read, saving
+/// the extra read that would only return `WouldBlock`.
+fn poll_upstream(
+    cx: &mut Context<'_>,
+    upstream: &mut TcpStream,
+    pending: &mut BytesMut,
+    max_body: usize,
+) -> Poll<io::Result<Read>> {
+    if pending.is_empty() {
+        let mut stack = [0u8; STACK_READ];
+        let mut rb = ReadBuf::new(&mut stack);
+        ready!(Pin::new(upstream).poll_read(cx, &mut rb))?;
+        return Poll::Ready(Ok(match rb.filled() {
+            [] => Read::Eof,
+            data => Read::Data(Bytes::copy_from_slice(data)),
+        }));
+    }
+    let want = match frame_len(pending, max_body) {
+        Ok(Some(n)) if n > pending.len() => (n - pending.len()).clamp(READ_CHUNK, MAX_READ_CHUNK),
         _ => READ_CHUNK,
     };
-    buf.reserve(want);
-    upstream.try_read_buf(buf)
+    pending.reserve(want);
+    let n = loop {
+        ready!(upstream.poll_read_ready(cx))?;
+        match upstream.try_read_buf(pending) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue, // readiness now cleared
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    };
+    if n == 0 {
+        return Poll::Ready(Ok(Read::Eof));
+    }
+    Poll::Ready(Ok(match frame_len(pending, max_body) {
+        Ok(Some(n)) if n > pending.len() => Read::Partial,
+        // Complete, or a framing error for `forward` to report.
+        _ => Read::Data(std::mem::take(pending).freeze()),
+    }))
+}
+
+/// Feeds every complete packet of `chunk` to the WebSocket, then flushes once; an incomplete
+/// tail goes to `pending`. Returns the packets and bytes sent.
+async fn forward<S>(
+    ws: &mut S,
+    mut chunk: Bytes,
+    pending: &mut BytesMut,
+    max_body: usize,
+) -> Result<(u64, u64), CloseReason>
+where
+    S: Sink<Message, Error = WsError> + Unpin,
+{
+    let (mut packets, mut bytes) = (0u64, 0u64);
+    loop {
+        match frame_len(&chunk, max_body) {
+            Err(_) => return Err(CloseReason::UpstreamFraming),
+            Ok(Some(n)) if chunk.len() >= n => {
+                let packet = if n == chunk.len() { std::mem::take(&mut chunk) } else { chunk.split_to(n) };
+                ws.feed(Message::Binary(packet)).await.map_err(|_| CloseReason::ClientClosed)?;
+                packets += 1;
+                bytes += n as u64;
+                if chunk.is_empty() {
+                    break;
+                }
+            }
+            Ok(_) => {
+                pending.extend_from_slice(&chunk);
+                break;
+            }
+        }
+    }
+    if packets > 0 {
+        ws.flush().await.map_err(|_| CloseReason::ClientClosed)?;
+    }
+    Ok((packets, bytes))
+}
+
+/// Runs `fut` with a deadline of `limit`; the timer is only created if the first poll does
+/// not complete it (the usual case needs none). `None` on timeout.
+async fn with_deadline<F: Future>(limit: Duration, fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    if let Poll::Ready(v) = poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+        return Some(v);
+    }
+    timeout(limit, fut).await.ok()
+}
+
+/// Writes one packet to the upstream: one non-blocking write, and only if that is short, the
+/// rest under the send deadline.
+async fn write_upstream(upstream: &mut TcpStream, data: &[u8], limit: Duration) -> io::Result<()> {
+    let done = match upstream.try_write(data) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    let rest = data.get(done..).unwrap_or_default();
+    if rest.is_empty() {
+        return Ok(());
+    }
+    match timeout(limit, upstream.write_all(rest)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
 }
 
 async fn send<S>(ws: &mut S, packet: Bytes, limit: Duration) -> Result<(), CloseReason>
@@ -211,10 +331,10 @@ async fn send_msg<S>(ws: &mut S, msg: Message, limit: Duration) -> Result<(), Cl
 where
     S: Sink<Message, Error = WsError> + Unpin,
 {
-    match timeout(limit, ws.send(msg)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(CloseReason::ClientClosed),
-        Err(_) => Err(CloseReason::SendTimeout),
+    match with_deadline(limit, ws.send(msg)).await {
+        Some(Ok(())) => Ok(()),
+        Some(Err(_)) => Err(CloseReason::ClientClosed),
+        None => Err(CloseReason::SendTimeout),
     }
 }
 

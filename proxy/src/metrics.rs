@@ -84,6 +84,12 @@ impl Metrics {
         self.bytes_down.fetch_add(len as u64, Relaxed);
     }
 
+    /// `packets` packets of `bytes` bytes in all sent to the browser.
+    pub fn downstream_packets(&self, packets: u64, bytes: u64) {
+        self.packets_down.fetch_add(packets, Relaxed);
+        self.bytes_down.fetch_add(bytes, Relaxed);
+    }
+
     pub fn connect_failure(&self, upstream: usize) {
         if let Some(c) = self.upstream_connect_failures.get(upstream) {
             c.fetch_add(1, Relaxed);
