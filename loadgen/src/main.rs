@@ -82,6 +82,8 @@ pub struct RunReport {
     rss_per_session_kb: Option<f64>,
     burst_pushes: u64,
     burst_secs: f64,
+    /// Proxy CPU time (user + system, all threads) per push during the burst, in µs.
+    proxy_cpu_per_push_us: Option<f64>,
     latency: Option<stats::Percentiles>,
 }
 
@@ -101,6 +103,9 @@ impl RunReport {
                 self.burst_secs
             );
         }
+        if let Some(us) = self.proxy_cpu_per_push_us {
+            println!("proxy CPU per push:     {us:.1} µs");
+        }
         if let Some(p) = &self.latency {
             println!(
                 "latency at fixed rate:  p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} samples)",
@@ -108,6 +113,31 @@ impl RunReport {
             );
         }
     }
+}
+
+/// CPU time (user + system) of all threads of `pid`, in ns: the sum of each thread's
+/// `schedstat` run time (ns resolution), else `stat` utime + stime (clock ticks, 100 Hz).
+fn cpu_ns(pid: u32) -> Option<u64> {
+    let mut total = 0u64;
+    let mut any = false;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) else { continue };
+            if let Some(ns) = s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()) {
+                total += ns;
+                any = true;
+            }
+        }
+    }
+    if any {
+        return Some(total);
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10_000_000)
 }
 
 fn rss_kb(pid: u32) -> Option<u64> {
@@ -151,6 +181,11 @@ async fn run(args: &Args, key: &RsaPublicKey, target: Target, label: &str) -> Re
     // Throughput: pushes to every user in batches, as fast as the API takes them.
     if args.burst > 0 {
         counters.reset_received();
+        let proxy_pid = match &target {
+            Target::Ws { .. } => args.proxy_pid,
+            Target::Tcp { .. } => None,
+        };
+        let cpu_before = proxy_pid.and_then(cpu_ns);
         let t = Instant::now();
         let mut sent = 0usize;
         let mut i = 0usize;
@@ -164,6 +199,9 @@ async fn run(args: &Args, key: &RsaPublicKey, target: Target, label: &str) -> Re
         let got = counters.wait_received(sent as u64, Duration::from_secs(60)).await;
         report.burst_pushes = got;
         report.burst_secs = t.elapsed().as_secs_f64();
+        if let (Some(before), Some(after)) = (cpu_before, proxy_pid.and_then(cpu_ns)) {
+            report.proxy_cpu_per_push_us = Some(after.saturating_sub(before) as f64 / 1000.0 / got.max(1) as f64);
+        }
     }
 
     // Latency at a fixed rate: a batch every 10 ms.
