@@ -16,11 +16,25 @@ RATE_SECONDS=${RATE_SECONDS:-5}
 HEARTBEAT=${HEARTBEAT:-10000}
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+# The proxy holds two descriptors per session (browser + upstream); the gateway and the
+# load generator one each. Without CAP_SYS_RESOURCE the hard limit may be lower than that.
+if [ "$(ulimit -n)" != unlimited ] && [ $((2 * N + 200)) -gt "$(ulimit -n)" ]; then
+  echo "bench: $N sessions need $((2 * N + 200)) file descriptors in mpush-proxy, but ulimit -n is $(ulimit -n)" >&2
+  echo "       (hard limit $(ulimit -Hn)); use at most $((($(ulimit -n) - 200) / 2)) sessions or raise the limit" >&2
+  exit 2
+fi
 cargo build --release --locked -q -p mpush-proxy -p mpush-gateway -p mpush-loadgen
 BIN=target/release
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() {
+  status=$?
+  if [ "$status" -ne 0 ]; then
+    echo "bench failed ($status); last log lines:" >&2
+    for f in proxy gateway; do [ -f "$WORK/$f.log" ] && { echo "--- $f.log" >&2; tail -n 20 "$WORK/$f.log" >&2; }; done
+  fi
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
