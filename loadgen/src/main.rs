@@ -24,9 +24,11 @@ use crate::session::{Counters, Target};
 #[derive(Parser, Debug, Clone)]
 #[command(name = "mpush-loadgen", about = "Load generator for mpush-proxy / MPUSH connection servers")]
 pub struct Args {
-    /// WebSocket URL of the proxy (e.g. ws://127.0.0.1:8080/mpush); omit to skip the bridged run.
-    #[arg(long)]
-    ws: Option<String>,
+    /// WebSocket URL of the proxy (e.g. ws://127.0.0.1:8080/mpush); several (repeat or
+    /// comma-separate) spread the sessions round-robin over several proxy processes. Omit to
+    /// skip the bridged run.
+    #[arg(long, value_delimiter = ',')]
+    ws: Vec<String>,
     /// Origin header sent on the WebSocket upgrade.
     #[arg(long, default_value = "http://127.0.0.1")]
     origin: String,
@@ -54,9 +56,10 @@ pub struct Args {
     /// Seconds to hold the idle sessions (heartbeats flowing) before measuring memory.
     #[arg(long, default_value_t = 15)]
     hold_seconds: u64,
-    /// PID of the proxy process, to measure its memory per session (Linux /proc).
-    #[arg(long)]
-    proxy_pid: Option<u32>,
+    /// PIDs of the proxy processes (repeat or comma-separate), to measure their memory and CPU
+    /// per session/push (Linux /proc); figures are summed over them.
+    #[arg(long, value_delimiter = ',')]
+    proxy_pid: Vec<u32>,
     /// Pushes in the throughput burst.
     #[arg(long, default_value_t = 20_000)]
     burst: usize,
@@ -140,6 +143,14 @@ fn cpu_ns(pid: u32) -> Option<u64> {
     Some(ticks * 10_000_000)
 }
 
+/// `f` summed over `pids`; `None` without pids or when one cannot be read.
+fn sum_over(pids: &[u32], f: fn(u32) -> Option<u64>) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|p| f(*p)).sum()
+}
+
 fn rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -150,10 +161,11 @@ async fn run(args: &Args, key: &RsaPublicKey, target: Target, label: &str) -> Re
     let mut report = RunReport { label: label.to_owned(), ..RunReport::default() };
     let counters = Arc::new(Counters::default());
     let prefix = format!("lg-{}-{}", label.split_whitespace().next().unwrap_or("run"), std::process::id());
-    let rss_before = match (&target, args.proxy_pid) {
-        (Target::Ws { .. }, Some(pid)) => rss_kb(pid),
-        _ => None,
+    let pids: &[u32] = match &target {
+        Target::Ws { .. } => &args.proxy_pid,
+        Target::Tcp { .. } => &[],
     };
+    let rss_before = sum_over(pids, rss_kb);
 
     let start = Instant::now();
     let sessions = session::open_all(args, key, &target, &prefix, counters.clone()).await?;
@@ -169,10 +181,8 @@ async fn run(args: &Args, key: &RsaPublicKey, target: Target, label: &str) -> Re
     tokio::time::sleep(Duration::from_secs(args.hold_seconds)).await;
     report.dead_sessions = counters.dead.load(std::sync::atomic::Ordering::Relaxed);
     report.heartbeats_sent = counters.heartbeats.load(std::sync::atomic::Ordering::Relaxed);
-    if let (Some(before), Some(pid)) = (rss_before, args.proxy_pid) {
-        if let Some(after) = rss_kb(pid) {
-            report.rss_per_session_kb = Some(after.saturating_sub(before) as f64 / sessions.len().max(1) as f64);
-        }
+    if let (Some(before), Some(after)) = (rss_before, sum_over(pids, rss_kb)) {
+        report.rss_per_session_kb = Some(after.saturating_sub(before) as f64 / sessions.len().max(1) as f64);
     }
 
     let users: Vec<String> = (0..sessions.len()).map(|i| format!("{prefix}-{i}")).collect();
@@ -181,11 +191,7 @@ async fn run(args: &Args, key: &RsaPublicKey, target: Target, label: &str) -> Re
     // Throughput: pushes to every user in batches, as fast as the API takes them.
     if args.burst > 0 {
         counters.reset_received();
-        let proxy_pid = match &target {
-            Target::Ws { .. } => args.proxy_pid,
-            Target::Tcp { .. } => None,
-        };
-        let cpu_before = proxy_pid.and_then(cpu_ns);
+        let cpu_before = sum_over(pids, cpu_ns);
         let t = Instant::now();
         let mut sent = 0usize;
         let mut i = 0usize;
@@ -199,7 +205,7 @@ async fn run(args: &Args, key: &RsaPublicKey, target: Target, label: &str) -> Re
         let got = counters.wait_received(sent as u64, Duration::from_secs(60)).await;
         report.burst_pushes = got;
         report.burst_secs = t.elapsed().as_secs_f64();
-        if let (Some(before), Some(after)) = (cpu_before, proxy_pid.and_then(cpu_ns)) {
+        if let (Some(before), Some(after)) = (cpu_before, sum_over(pids, cpu_ns)) {
             report.proxy_cpu_per_push_us = Some(after.saturating_sub(before) as f64 / 1000.0 / got.max(1) as f64);
         }
     }
@@ -250,8 +256,8 @@ async fn main() {
             }
         }
     }
-    if let Some(url) = &args.ws {
-        let target = Target::Ws { url: url.clone(), origin: args.origin.clone() };
+    if !args.ws.is_empty() {
+        let target = Target::Ws { urls: Arc::new(args.ws.clone()), origin: args.origin.clone() };
         match run(&args, &key, target, "bridged WebSocket").await {
             Ok(r) => reports.push(r),
             Err(e) => {

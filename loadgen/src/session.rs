@@ -24,7 +24,8 @@ pub enum Target {
     /// Directly to the connection server.
     Tcp { addr: String },
     /// Through the proxy.
-    Ws { url: String, origin: String },
+    /// Through the proxies at `urls`, session `i` to `urls[i % len]`.
+    Ws { urls: Arc<Vec<String>>, origin: String },
 }
 
 /// Shared counters of all sessions of a run.
@@ -69,14 +70,15 @@ enum Io {
 }
 
 impl Io {
-    async fn connect(target: &Target) -> Result<Io, String> {
+    async fn connect(target: &Target, i: usize) -> Result<Io, String> {
         match target {
             Target::Tcp { addr } => {
                 let s = TcpStream::connect(addr).await.map_err(|e| format!("tcp connect {addr}: {e}"))?;
                 let _ = s.set_nodelay(true);
                 Ok(Io::Tcp(s))
             }
-            Target::Ws { url, origin } => {
+            Target::Ws { urls, origin } => {
+                let url = urls.get(i % urls.len().max(1)).ok_or("no WebSocket URL")?;
                 let mut req = url.as_str().into_client_request().map_err(|e| format!("ws url: {e}"))?;
                 let h = req.headers_mut();
                 h.insert("sec-websocket-protocol", "mpush".parse().map_err(|_| "header")?);
@@ -210,7 +212,7 @@ pub async fn open_all(
         let (tx, rx) = oneshot::channel();
         let (target, user, counters) = (target.clone(), format!("{prefix}-{i}"), counters.clone());
         let task = tokio::spawn(async move {
-            let io = match Io::connect(&target).await {
+            let io = match Io::connect(&target, i).await {
                 Ok(io) => io,
                 Err(e) => {
                     let _ = tx.send(Err(e));
