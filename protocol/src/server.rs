@@ -153,6 +153,13 @@ pub struct ClientInfo {
     pub client_type: ClientType,
 }
 
+impl ClientInfo {
+    /// Client info with the client type derived from the OS name, as MPUSH does.
+    pub fn new(device_id: String, os_name: String, os_version: String, client_version: String) -> ClientInfo {
+        ClientInfo { client_type: ClientType::from_os_name(&os_name), device_id, os_name, os_version, client_version }
+    }
+}
+
 /// Why the server session closed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -409,13 +416,7 @@ impl ServerSession {
         let mut sid = [0u8; 16];
         self.rng.fill_bytes(&mut sid);
         let session_id: String = sid.iter().map(|b| format!("{b:02x}")).collect();
-        let client = ClientInfo {
-            client_type: ClientType::from_os_name(&m.os_name),
-            device_id: m.device_id,
-            os_name: m.os_name,
-            os_version: m.os_version,
-            client_version: m.client_version,
-        };
+        let client = ClientInfo::new(m.device_id, m.os_name, m.os_version, m.client_version);
         store.put(
             &session_id,
             ResumableSession {
@@ -454,13 +455,7 @@ impl ServerSession {
         let heartbeat = self.config.negotiate_heartbeat(m.max_heartbeat);
         self.wire.cipher = Some(AesCipher::new(s.key, s.iv));
         self.wire.send_raw(now, Command::FAST_CONNECT, p.session_id, &FastConnectOk { heartbeat });
-        let client = ClientInfo {
-            client_type: ClientType::from_os_name(&s.os_name),
-            device_id: s.device_id,
-            os_name: s.os_name,
-            os_version: s.os_version,
-            client_version: s.client_version,
-        };
+        let client = ClientInfo::new(s.device_id, s.os_name, s.os_version, s.client_version);
         self.established(now, client.clone(), heartbeat);
         self.events.push_back(ServerEvent::FastConnected { client, heartbeat });
         Ok(())
