@@ -4,7 +4,11 @@
 # `binaryen` devDependency, then the package entry pkg/index.js. Prints the gzipped size of
 # wasm + JS glue and fails above the budget (80 KB; MPUSH_WASM_ENFORCE_BUDGET=0: only warn).
 #
-# Usage: scripts/build-wasm.sh [--dev]     (--dev: debug build, no wasm-opt, no budget)
+# Usage: scripts/build-wasm.sh [--dev] [--if-stale]
+#   --dev       debug build, no wasm-opt, no budget
+#   --if-stale  do nothing when pkg/ holds a release build newer than every input (the npm
+#               `prepack` hook uses it, so `npm pack` after a build does not build again);
+#               MPUSH_WASM_REBUILD=1 builds anyway
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -14,7 +18,32 @@ BUDGET=${MPUSH_WASM_BUDGET:-81920}
 
 DEV=0
 WASM_IN=""
-[ "${1:-}" = "--dev" ] && DEV=1
+IF_STALE=0
+for arg in "$@"; do
+  case $arg in
+    --dev) DEV=1 ;;
+    --if-stale) IF_STALE=1 ;;
+    *) echo "build-wasm: unknown argument $arg (usage: scripts/build-wasm.sh [--dev] [--if-stale])" >&2; exit 2 ;;
+  esac
+done
+
+# pkg/.build-stamp is written after a successful release build: "release <rustc version>".
+# The inputs are everything that can change the package's bytes.
+STAMP=pkg/.build-stamp
+STAMP_TEXT="release $(rustc --version)"
+if [ "$IF_STALE" = 1 ] && [ "$DEV" = 0 ] && [ "${MPUSH_WASM_REBUILD:-0}" != 1 ] && [ -f "$STAMP" ] &&
+  [ "$(cat "$STAMP")" = "$STAMP_TEXT" ] &&
+  [ -f pkg/index.js ] && [ -f pkg/mpush_client_wasm.js ] && [ -f pkg/mpush_client_wasm_bg.wasm ]; then
+  inputs=(Cargo.toml Cargo.lock protocol/Cargo.toml protocol/src client-wasm/Cargo.toml client-wasm/src
+    client-wasm/js scripts/build-wasm.sh)
+  [ -e .cargo/config.toml ] && inputs+=(.cargo/config.toml)
+  newer=$(find "${inputs[@]}" -newer "$STAMP" -print -quit)
+  if [ -z "$newer" ]; then
+    echo "build-wasm: pkg/ is up to date (MPUSH_WASM_REBUILD=1 to build anyway)" >&2
+    exit 0
+  fi
+  echo "build-wasm: $newer changed since the last build of pkg/" >&2
+fi
 
 if ! command -v wasm-opt >/dev/null && [ "$DEV" = 0 ]; then
   echo "build-wasm: installing npm devDependencies (wasm-opt from binaryen)"
@@ -86,4 +115,5 @@ if [ "$DEV" = 0 ] && [ "$TOTAL" -gt "$BUDGET" ]; then
     exit 1
   fi
 fi
+if [ "$DEV" = 0 ]; then echo "$STAMP_TEXT" >"$STAMP"; fi
 exit 0
