@@ -173,10 +173,18 @@ impl Message for OkMessage {
 }
 
 /// MPUSH error codes carried by [`ErrorMessage`].
+///
+/// MPUSH 0.8.0's server sends only 100 and 101 from this list: every refusal by a handler
+/// (bad handshake, repeated handshake, expired session, other device, bind/unbind refused)
+/// has code 0 ([`ErrorCode::NONE`]) and says what happened in its reason. 102-104 come
+/// from later MPUSH versions and the Java client's own table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ErrorCode(pub u8);
 
 impl ErrorCode {
+    /// No code: what MPUSH 0.8.0 sends for every refusal a handler makes (the reason says
+    /// which, e.g. "session expired", "repeat handshake", "not handshake").
+    pub const NONE: ErrorCode = ErrorCode(0);
     /// The user is offline.
     pub const OFFLINE: ErrorCode = ErrorCode(1);
     /// Pushing to the client failed.
@@ -189,11 +197,11 @@ impl ErrorCode {
     pub const DISPATCH_ERROR: ErrorCode = ErrorCode(100);
     /// The server does not handle this command (the connection is closed).
     pub const UNSUPPORTED_CMD: ErrorCode = ErrorCode(101);
-    /// A second handshake on the same connection.
+    /// A second handshake on the same connection. Not sent by MPUSH 0.8.0 (code 0 there).
     pub const REPEAT_HANDSHAKE: ErrorCode = ErrorCode(102);
-    /// Fast connect: the resumable session is unknown or expired.
+    /// Fast connect: the resumable session is unknown or expired. Not sent by MPUSH 0.8.0 (code 0 there).
     pub const SESSION_EXPIRED: ErrorCode = ErrorCode(103);
-    /// Fast connect: the session belongs to another device.
+    /// Fast connect: the session belongs to another device. Not sent by MPUSH 0.8.0 (code 0 there).
     pub const INVALID_DEVICE: ErrorCode = ErrorCode(104);
 }
 

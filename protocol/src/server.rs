@@ -1,9 +1,19 @@
-//! The connection-server side of MPUSH as a sans-IO state machine, for the gateway.
+//! The connection-server side of MPUSH 0.8.0 as a sans-IO state machine, for the gateway.
 //!
-//! It handles the handshake (RSA private key), fast connect against a [`SessionStore`],
-//! heartbeat negotiation and idle detection, bind/unbind, pushes with ack tracking, upstream
-//! pushes, the HTTP-proxy plumbing, and MPUSH's error behaviour. Routing users to
-//! connections, performing HTTP requests and storing sessions for real are the driver's job.
+//! Every rule here is what MPUSH's connection server (`MessageDispatcher` and the handlers of
+//! `mpush-core` 0.8.0, as released on Maven Central) does, including the parts a client can
+//! observe that look like accidents: error code 0 with a reason for a refused handshake, fast
+//! connect, bind or unbind (0.8.0 has no codes 102-104); Error 100 for a body that does not
+//! decrypt or decode *and* for the inputs MPUSH's handlers throw on (an unbind with nothing
+//! bound, a handshake without a 16-byte client key); a repeated handshake decrypted with the
+//! current session key; pushes and HTTP requests accepted before any handshake; an idle check
+//! that ticks every heartbeat from the moment of connection.
+//!
+//! Routing users to connections, performing HTTP requests and storing sessions for real are
+//! the driver's job.
+
+mod decode;
+mod framing;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,16 +22,38 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use crate::codec::DecodeError;
-use crate::crypto::{mix_key, AesCipher, CryptoError, RsaPrivateKey};
+use crate::crypto::{decompress, mix_key, AesCipher, CryptoError, RsaPrivateKey};
 use crate::frame::{Command, Flags, Frame, FrameError, Packet};
-use crate::message::{
-    BindUser, ErrorCode, ErrorMessage, FastConnect, FastConnectOk, Handshake, HandshakeOk, HttpRequest, HttpResponse,
-    Kick, Message, OkMessage,
-};
+use crate::message::{ErrorCode, ErrorMessage, FastConnectOk, HandshakeOk, HttpRequest, HttpResponse, Kick, OkMessage};
 use crate::session::{AckMode, ClientType, ResumableSession, SessionStore};
 use crate::wire::Wire;
 
-/// Connection-server settings, MPUSH's defaults from `Default`.
+/// The texts MPUSH 0.8.0 puts in its Error and Ok messages.
+pub mod reason {
+    /// Error, code 0, then close: a handshake without device id, or with an iv or client key
+    /// that is not 16 bytes.
+    pub const PARAM_INVALID: &str = "Param invalid";
+    /// Error, code 0, connection kept: a second handshake with the same device id.
+    pub const REPEAT_HANDSHAKE: &str = "repeat handshake";
+    /// Error, code 0, connection kept: fast connect with an unknown or expired session.
+    pub const SESSION_EXPIRED: &str = "session expired";
+    /// Error, code 0, connection kept: fast connect from another device.
+    pub const INVALID_DEVICE: &str = "invalid device";
+    /// Error, code 0, then close: bind or unbind without a user id.
+    pub const INVALID_PARAM: &str = "invalid param";
+    /// Error, code 0, then close: bind or unbind before a handshake.
+    pub const NOT_HANDSHAKE: &str = "not handshake";
+    /// Error, code 100, then close: the dispatcher caught an exception.
+    pub const DISPATCH_ERROR: &str = "handle message error";
+    /// Error, code 101, then close: no handler for the command.
+    pub const UNSUPPORTED_CMD: &str = "unsupported command";
+    /// Ok data of a bind (and of a re-bind of the same user).
+    pub const BIND_SUCCESS: &str = "bind success";
+    /// Ok data of an unbind, and of the implicit unbind when another user binds.
+    pub const UNBIND_SUCCESS: &str = "unbind success";
+}
+
+/// Connection-server settings, MPUSH's defaults from [`ServerConfig::new`].
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// The RSA private key (`mp.security.private-key`).
@@ -34,16 +66,20 @@ pub struct ServerConfig {
     pub max_packet_size: usize,
     /// `mp.core.compress-threshold`: outbound bodies longer than this are compressed (default 10240).
     pub compress_threshold: usize,
-    /// Largest inflated inbound body, against zip bombs (default 1 MiB).
+    /// Largest inflated inbound body, against zip bombs (default 1 MiB; MPUSH has no limit).
     pub max_inflated_size: usize,
     /// `mp.core.session-expired-time`: resumable session lifetime, ms (default 1 day).
     pub session_expire: u64,
-    /// Read-idle periods tolerated before the connection is closed (MPUSH: 2, closing on the 3rd).
+    /// `mp.core.max-hb-timeout-times`: idle checks in a row that may find nothing read; the
+    /// next one closes the connection (default 2).
     pub max_heartbeat_timeouts: u32,
     /// `mp.http.proxy-enabled`: handle cmd 12 (default false: Error 101 and close, as MPUSH).
     pub http_proxy_enabled: bool,
-    /// How long an unauthenticated connection may stay without a handshake, ms (default 1 min).
-    pub handshake_timeout: u64,
+    /// The heartbeat a connection has until it handshakes or fast connects, ms: the idle
+    /// check's period and read timeout (+1 s) before then. MPUSH hard-codes 10 s
+    /// (`SessionContext.heartbeat`), so a connection that sends nothing is closed about 40 s
+    /// after it opened, and one that only sends heartbeats is never closed.
+    pub pre_handshake_heartbeat: i32,
 }
 
 impl ServerConfig {
@@ -59,7 +95,7 @@ impl ServerConfig {
             session_expire: 86_400_000,
             max_heartbeat_timeouts: 2,
             http_proxy_enabled: false,
-            handshake_timeout: 60_000,
+            pre_handshake_heartbeat: 10_000,
         }
     }
 
@@ -73,7 +109,8 @@ impl ServerConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ServerEvent {
-    /// A handshake completed; the resumable session was stored.
+    /// A handshake completed; the resumable session was stored. A connection that was already
+    /// handshaked (another device id) keeps its bound user, as MPUSH keeps its session context.
     HandshakeOk {
         /// Who connected.
         client: ClientInfo,
@@ -82,7 +119,9 @@ pub enum ServerEvent {
         /// Negotiated heartbeat, ms.
         heartbeat: i32,
     },
-    /// A fast connect restored a stored session (without its bound user).
+    /// A fast connect restored a stored session. MPUSH replaces the connection's whole session
+    /// context: a user bound on this connection before is forgotten without an unbind (its
+    /// route is left as it was), and the client must bind again.
     FastConnected {
         /// Who connected.
         client: ClientInfo,
@@ -97,6 +136,14 @@ pub enum ServerEvent {
         /// Alias (MPUSH's bind `data`).
         alias: Option<String>,
         /// Tags.
+        tags: Option<String>,
+    },
+    /// The client bound the user it already had: MPUSH only replaces the tags (no new route,
+    /// nobody kicked).
+    TagsChanged {
+        /// User id.
+        user_id: String,
+        /// The new tags.
         tags: Option<String>,
     },
     /// The connection's user was unbound.
@@ -124,7 +171,10 @@ pub enum ServerEvent {
         session_id: i32,
     },
     /// The client asks the server to perform an HTTP request; answer with
-    /// [`ServerSession::http_response`] or [`ServerSession::http_error`].
+    /// [`ServerSession::http_response`] or [`ServerSession::http_error`]. Requests MPUSH
+    /// refuses before any I/O (no URI: 400 and 502; a header netty rejects: 502) were
+    /// answered already and give no event. The headers are MPUSH's `HashMap` entries in
+    /// insertion order: unique names (case-sensitive), the last value of a repeated name.
     HttpRequest {
         /// Header session id to answer with.
         session_id: i32,
@@ -164,43 +214,56 @@ impl ClientInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CloseReason {
-    /// Nothing read for too many heartbeat periods.
+    /// Too many idle checks in a row found nothing read (before a handshake too).
     IdleTimeout,
-    /// No handshake within the handshake timeout.
-    HandshakeTimeout,
     /// An unsupported command (Error 101 was sent).
     UnsupportedCommand(Command),
-    /// A request that needs a handshake came before it.
+    /// Bind or unbind before a handshake (Error "not handshake" was sent).
     NotHandshaked(Command),
-    /// A request with invalid parameters (an Error was sent).
+    /// A request with invalid parameters (Error "Param invalid" or "invalid param" was sent).
     InvalidRequest(&'static str),
+    /// MPUSH's dispatcher caught an exception handling this packet (Error 100 was sent).
+    DispatchError {
+        /// The packet's command.
+        cmd: Command,
+        /// What went wrong.
+        error: DispatchError,
+    },
     /// The driver asked to close.
     Requested,
 }
 
-/// An error from [`ServerSession::handle_input`]; the connection must be closed.
+/// Why a packet ended in Error 100 (`DISPATCH_ERROR`) and a close: what made MPUSH's handler
+/// throw.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DispatchError {
+    /// The body did not decrypt (with the RSA key before a handshake, the session key after)
+    /// or did not inflate.
+    #[error("body: {0}")]
+    Crypto(#[from] CryptoError),
+    /// The body's fields are truncated or have a negative length.
+    #[error("body: {0}")]
+    Decode(#[from] DecodeError),
+    /// A non-empty body opened to nothing.
+    #[error("body opened to nothing")]
+    EmptyBody,
+    /// The JSON flag on a binary connection (MPUSH casts the body to a map and fails).
+    #[error("JSON body on a binary connection")]
+    JsonBody,
+    /// A request MPUSH's handler throws on (a null or short field it dereferences).
+    #[error("{0}")]
+    Handler(&'static str),
+}
+
+/// An error from [`ServerSession::handle_input`]; the connection must be closed (MPUSH closes
+/// it without a message).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
-    /// The byte stream lost its framing (bad or oversized length).
+    /// The byte stream lost its framing (an oversized body).
     #[error("framing: {0}")]
     Frame(#[from] FrameError),
-    /// A body could not be decrypted or inflated.
-    #[error("{cmd:?} body: {source}")]
-    Crypto {
-        /// The packet's command.
-        cmd: Command,
-        /// What failed.
-        source: CryptoError,
-    },
-    /// A body's fields are malformed.
-    #[error("{cmd:?} body: {source}")]
-    Decode {
-        /// The packet's command.
-        cmd: Command,
-        /// What failed.
-        source: DecodeError,
-    },
     /// The session is closed; no more input is accepted.
     #[error("session closed")]
     Closed,
@@ -223,18 +286,30 @@ struct PendingAck {
     deadline: u64,
 }
 
+/// The bound user, as MPUSH's session context holds it.
+#[derive(Clone, Debug)]
+struct BoundUser {
+    user_id: String,
+}
+
 /// One client connection, server side.
 pub struct ServerSession {
     config: Arc<ServerConfig>,
     rng: ChaCha20Rng,
+    /// Outbound plumbing; its cipher is the session context's AES cipher, `None` while the
+    /// context still has MPUSH's RSA cipher (before a handshake or fast connect).
     wire: Wire,
+    decoder: framing::PacketDecoder,
     client: Option<ClientInfo>,
+    /// The handshake carried no OS name: MPUSH's client type lookup throws on it at bind.
+    os_name_null: bool,
     heartbeat: i32,
-    user: Option<BindUser>,
+    user: Option<BoundUser>,
     next_push_id: i32,
     pending_acks: Vec<PendingAck>,
+    last_read: u64,
+    next_idle_check: u64,
     idle_misses: u32,
-    idle_deadline: u64,
     events: VecDeque<ServerEvent>,
     closed: bool,
 }
@@ -250,18 +325,21 @@ impl ServerSession {
     /// and must come from a cryptographic source.
     pub fn new(config: Arc<ServerConfig>, seed: [u8; 32], now: u64) -> ServerSession {
         let wire = Wire::new(config.max_packet_size, config.compress_threshold, config.max_inflated_size);
-        let idle_deadline = now + config.handshake_timeout;
+        let heartbeat = config.pre_handshake_heartbeat;
         ServerSession {
-            heartbeat: config.max_heartbeat,
+            decoder: framing::PacketDecoder::new(config.max_packet_size),
+            heartbeat,
             config,
             rng: ChaCha20Rng::from_seed(seed),
             wire,
             client: None,
+            os_name_null: false,
             user: None,
             next_push_id: 1,
             pending_acks: Vec::new(),
+            last_read: now,
+            next_idle_check: now.saturating_add(heartbeat.max(1) as u64),
             idle_misses: 0,
-            idle_deadline,
             events: VecDeque::new(),
             closed: false,
         }
@@ -277,7 +355,7 @@ impl ServerSession {
         self.user.as_ref().map(|u| u.user_id.as_str())
     }
 
-    /// The negotiated heartbeat, ms.
+    /// The current heartbeat, ms: negotiated, or the pre-handshake one.
     pub fn heartbeat(&self) -> i32 {
         self.heartbeat
     }
@@ -292,142 +370,166 @@ impl ServerSession {
         if self.closed {
             return Err(ServerError::Closed);
         }
-        self.wire.last_read = now;
-        self.idle_misses = 0;
-        if self.client.is_some() {
-            self.idle_deadline = now + self.read_idle_period();
-        }
-        self.wire.decoder.feed(bytes);
+        self.decoder.feed(bytes);
         while !self.closed {
-            let Some(frame) = self.wire.decoder.next_frame()? else { break };
+            let frame = match self.decoder.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    // MPUSH's decoder throws and netty closes the channel, nothing sent.
+                    self.closed = true;
+                    self.pending_acks.clear();
+                    return Err(ServerError::Frame(e));
+                }
+            };
+            // MPUSH counts a read per decoded packet, not per byte.
+            self.last_read = now;
             match frame {
                 Frame::Heartbeat => self.wire.send_heartbeat(now),
-                Frame::Packet(p) => self.handle_packet(now, p, store)?,
+                Frame::Packet(p) => self.dispatch(now, p, store),
             }
         }
         Ok(())
     }
 
-    fn read_idle_period(&self) -> u64 {
-        self.heartbeat.max(0) as u64 + 1000
-    }
-
-    fn handle_packet(&mut self, now: u64, p: Packet, store: &dyn SessionStore) -> Result<(), ServerError> {
-        let cmd = p.cmd;
-        match cmd {
-            Command::HEARTBEAT => self.wire.send_heartbeat(now),
-            Command::HANDSHAKE => self.on_handshake(now, p, store)?,
-            Command::FAST_CONNECT => self.on_fast_connect(now, p, store)?,
-            Command::BIND | Command::UNBIND => {
-                if !self.require_handshake(now, &p) {
-                    return Ok(());
-                }
-                let body = self.wire.open(&p).map_err(|source| ServerError::Crypto { cmd, source })?;
-                let m = BindUser::decode(&body).map_err(|source| ServerError::Decode { cmd, source })?;
-                if cmd == Command::BIND {
-                    self.on_bind(now, p.session_id, m)
-                } else {
-                    self.on_unbind(now, p.session_id, m)
-                }
+    /// MPUSH's `MessageDispatcher`: the handler for the command, Error 100 and close when it
+    /// throws, Error 101 and close when there is none.
+    fn dispatch(&mut self, now: u64, p: Packet, store: &dyn SessionStore) {
+        let handled = match p.cmd {
+            // Echoed as the one-byte heartbeat whatever the frame held.
+            Command::HEARTBEAT => {
+                self.wire.send_heartbeat(now);
+                Ok(())
             }
-            Command::PUSH => {
-                if !self.require_handshake(now, &p) {
-                    return Ok(());
-                }
-                let content = self.wire.open(&p).map_err(|source| ServerError::Crypto { cmd, source })?;
-                if p.flags.contains(Flags::AUTO_ACK) {
-                    // MPUSH's ClientPushHandler acks an auto-ack push with a raw Ack.
-                    self.wire.send_packet(now, Packet::new(Command::ACK, p.session_id));
-                }
-                self.events.push_back(ServerEvent::UpstreamPush { session_id: p.session_id, content, flags: p.flags });
-            }
-            Command::ACK => {
-                if let Some(i) = self.pending_acks.iter().position(|a| a.session_id == p.session_id) {
-                    self.pending_acks.swap_remove(i);
-                    self.events.push_back(ServerEvent::PushAcked { session_id: p.session_id });
-                }
-            }
-            Command::HTTP_PROXY if self.config.http_proxy_enabled => {
-                if !self.require_handshake(now, &p) {
-                    return Ok(());
-                }
-                let body = self.wire.open(&p).map_err(|source| ServerError::Crypto { cmd, source })?;
-                let request = HttpRequest::decode(&body).map_err(|source| ServerError::Decode { cmd, source })?;
-                self.events.push_back(ServerEvent::HttpRequest { session_id: p.session_id, request });
-            }
-            _ => {
-                self.send_error(now, &p, ErrorCode::UNSUPPORTED_CMD, "unsupported command");
+            Command::HANDSHAKE => self.on_handshake(now, &p, store),
+            Command::FAST_CONNECT => self.on_fast_connect(now, &p, store),
+            Command::BIND => self.on_bind(now, &p),
+            Command::UNBIND => self.on_unbind(now, &p),
+            Command::PUSH => self.on_push(now, &p),
+            Command::ACK => self.on_ack(&p),
+            Command::HTTP_PROXY if self.config.http_proxy_enabled => self.on_http_request(now, &p),
+            cmd => {
+                self.send_error(now, &p, ErrorCode::UNSUPPORTED_CMD, reason::UNSUPPORTED_CMD);
                 self.close(CloseReason::UnsupportedCommand(cmd));
+                Ok(())
             }
+        };
+        if let Err(error) = handled {
+            self.send_error(now, &p, ErrorCode::DISPATCH_ERROR, reason::DISPATCH_ERROR);
+            self.close(CloseReason::DispatchError { cmd: p.cmd, error });
         }
-        Ok(())
     }
 
-    fn require_handshake(&mut self, now: u64, p: &Packet) -> bool {
-        if self.client.is_some() {
-            return true;
+    /// MPUSH's `BaseMessage.decodeBody`: an empty body is not touched; otherwise the JSON flag
+    /// fails, CRYPTO decrypts with the context's cipher (RSA until a handshake), COMPRESS
+    /// inflates, and nothing left is an error.
+    fn open(&self, p: &Packet) -> Result<Vec<u8>, DispatchError> {
+        if p.body.is_empty() {
+            return Ok(Vec::new());
         }
-        self.send_error(now, p, ErrorCode::DISPATCH_ERROR, "not handshake");
-        self.close(CloseReason::NotHandshaked(p.cmd));
-        false
+        if p.flags.contains(Flags::JSON) {
+            return Err(DispatchError::JsonBody);
+        }
+        let mut body = if p.flags.contains(Flags::CRYPTO) {
+            match &self.wire.cipher {
+                Some(aes) => aes.decrypt(&p.body)?,
+                None => self.config.private_key.decrypt(&p.body)?,
+            }
+        } else {
+            p.body.clone()
+        };
+        if p.flags.contains(Flags::COMPRESS) {
+            body = decompress(&body, self.config.max_inflated_size)?;
+        }
+        if body.is_empty() {
+            return Err(DispatchError::EmptyBody);
+        }
+        Ok(body)
     }
 
+    /// An Error message with `code` and `reason`, sent raw with the request's session id.
     fn send_error(&mut self, now: u64, p: &Packet, code: ErrorCode, reason: &str) {
         let m = ErrorMessage { cmd: p.cmd, code, reason: Some(reason.to_owned()), data: None };
         self.wire.send_raw(now, Command::ERROR, p.session_id, &m);
     }
 
-    fn send_ok(&mut self, now: u64, p_cmd: Command, session_id: i32, data: &str) {
-        let m = OkMessage { cmd: p_cmd, code: 0, data: Some(data.to_owned()) };
-        self.wire.send_raw(now, Command::OK, session_id, &m);
+    /// MPUSH's `ErrorMessage.from(msg).setReason(reason)`: code 0.
+    fn refuse(&mut self, now: u64, p: &Packet, reason: &str) {
+        self.send_error(now, p, ErrorCode::NONE, reason);
     }
 
-    fn on_handshake(&mut self, now: u64, p: Packet, store: &dyn SessionStore) -> Result<(), ServerError> {
-        let cmd = p.cmd;
-        let plain = if p.flags.contains(Flags::CRYPTO) {
-            self.config.private_key.decrypt(&p.body).map_err(|source| ServerError::Crypto { cmd, source })?
-        } else {
-            p.body.clone()
-        };
-        let m = Handshake::decode(&plain).map_err(|source| ServerError::Decode { cmd, source })?;
-        if let Some(c) = &self.client {
-            if c.device_id == m.device_id {
-                self.send_error(now, &p, ErrorCode::REPEAT_HANDSHAKE, "repeat handshake");
-                return Ok(());
-            }
+    fn send_ok(&mut self, now: u64, p: &Packet, data: &str) {
+        let m = OkMessage { cmd: p.cmd, code: 0, data: Some(data.to_owned()) };
+        self.wire.send_raw(now, Command::OK, p.session_id, &m);
+    }
+
+    /// MPUSH's `BaseMessage.send()`: compressed over the threshold, then encrypted with the
+    /// context's cipher, which before a handshake is the server's RSA key pair (only an HTTP
+    /// response can go out then).
+    fn send_sealed(&mut self, now: u64, cmd: Command, session_id: i32, plain: Vec<u8>, extra: Flags) {
+        if self.wire.cipher.is_some() || plain.is_empty() {
+            self.wire.send_body(now, cmd, session_id, plain, extra, true);
+            return;
         }
-        let (Ok(client_key), Ok(iv)) =
-            (<[u8; 16]>::try_from(m.client_key.as_slice()), <[u8; 16]>::try_from(m.iv.as_slice()))
-        else {
-            self.send_error(now, &p, ErrorCode::DISPATCH_ERROR, "invalid param");
-            self.close(CloseReason::InvalidRequest("handshake key or iv is not 16 bytes"));
-            return Ok(());
-        };
-        if m.device_id.is_empty() {
-            self.send_error(now, &p, ErrorCode::DISPATCH_ERROR, "invalid param");
-            self.close(CloseReason::InvalidRequest("handshake without device id"));
-            return Ok(());
+        let (mut body, mut flags) = crate::body::seal(plain, None, self.config.compress_threshold);
+        if let Ok(rsa) = self.config.private_key.public_key().encrypt(&mut self.rng, &body) {
+            body = rsa;
+            flags.insert(Flags::CRYPTO);
+        }
+        self.wire.send_packet(now, Packet { cmd, flags: flags | extra, session_id, body });
+    }
+
+    fn on_handshake(&mut self, now: u64, p: &Packet, store: &dyn SessionStore) -> Result<(), DispatchError> {
+        let m = decode::decode(&self.open(p)?, decode::handshake)?;
+        // MPUSH mixes the keys before it validates anything: a missing or short client key
+        // throws there.
+        let client_key = m.client_key.as_deref().unwrap_or_default();
+        if client_key.len() < 16 {
+            return Err(DispatchError::Handler("handshake client key missing or shorter than 16 bytes"));
         }
         let mut server_key = [0u8; 16];
         self.rng.fill_bytes(&mut server_key);
+        let Some(device_id) = m.device_id else {
+            self.refuse(now, p, reason::PARAM_INVALID);
+            self.close(CloseReason::InvalidRequest("handshake without device id"));
+            return Ok(());
+        };
+        let Some(iv) = m.iv else { return Err(DispatchError::Handler("handshake without iv")) };
+        let (Ok(client_key), Ok(iv)) = (<[u8; 16]>::try_from(client_key), <[u8; 16]>::try_from(iv.as_slice())) else {
+            self.refuse(now, p, reason::PARAM_INVALID);
+            self.close(CloseReason::InvalidRequest("handshake key or iv is not 16 bytes"));
+            return Ok(());
+        };
+        if self.client.as_ref().is_some_and(|c| c.device_id == device_id) {
+            self.refuse(now, p, reason::REPEAT_HANDSHAKE);
+            return Ok(());
+        }
         let session_key = mix_key(&client_key, &server_key);
         let heartbeat = self.config.negotiate_heartbeat(m.max_heartbeat);
         let expire_time = now.saturating_add(self.config.session_expire) as i64;
         let mut sid = [0u8; 16];
         self.rng.fill_bytes(&mut sid);
         let session_id: String = sid.iter().map(|b| format!("{b:02x}")).collect();
-        let client = ClientInfo::new(m.device_id, m.os_name, m.os_version, m.client_version);
+        // Java appends a null field as "null" to the stored session string.
+        let java = |s: &Option<String>| s.clone().unwrap_or_else(|| "null".to_owned());
         store.put(
             &session_id,
             ResumableSession {
-                os_name: client.os_name.clone(),
-                os_version: client.os_version.clone(),
-                client_version: client.client_version.clone(),
-                device_id: client.device_id.clone(),
+                os_name: java(&m.os_name),
+                os_version: java(&m.os_version),
+                client_version: java(&m.client_version),
+                device_id: device_id.clone(),
                 key: session_key,
                 iv,
                 expire_time,
             },
+        );
+        self.os_name_null = m.os_name.is_none();
+        let client = ClientInfo::new(
+            device_id,
+            m.os_name.unwrap_or_default(),
+            m.os_version.unwrap_or_default(),
+            m.client_version.unwrap_or_default(),
         );
         let ok =
             HandshakeOk { server_key: server_key.to_vec(), heartbeat, session_id: session_id.clone(), expire_time };
@@ -435,69 +537,163 @@ impl ServerSession {
         self.wire.cipher = Some(AesCipher::new(client_key, iv));
         self.wire.send(now, Command::HANDSHAKE, p.session_id, &ok, Flags::NONE, true);
         self.wire.cipher = Some(AesCipher::new(session_key, iv));
-        self.established(now, client.clone(), heartbeat);
+        self.client = Some(client.clone());
+        self.heartbeat = heartbeat;
         self.events.push_back(ServerEvent::HandshakeOk { client, session_id, heartbeat });
         Ok(())
     }
 
-    fn on_fast_connect(&mut self, now: u64, p: Packet, store: &dyn SessionStore) -> Result<(), ServerError> {
-        let cmd = p.cmd;
-        let m = FastConnect::decode(&p.body).map_err(|source| ServerError::Decode { cmd, source })?;
-        let stored = store.get(&m.session_id).filter(|s| s.expire_time > now as i64);
+    fn on_fast_connect(&mut self, now: u64, p: &Packet, store: &dyn SessionStore) -> Result<(), DispatchError> {
+        let m = decode::decode(&self.open(p)?, decode::fast_connect)?;
+        // Redis keys the session by the id as Java prints it; an expired key is gone
+        // (`expireTime < now`), and a stored string that does not split into its six fields
+        // (a comma in an OS string) decodes to nothing.
+        let key = m.session_id.as_deref().unwrap_or("null");
+        let stored = store
+            .get(key)
+            .filter(|s| s.expire_time >= now as i64)
+            .filter(|s| ResumableSession::parse_mpush(&s.to_mpush_string(), s.expire_time).is_ok());
         let Some(s) = stored else {
-            self.send_error(now, &p, ErrorCode::SESSION_EXPIRED, "session expired");
+            self.refuse(now, p, reason::SESSION_EXPIRED);
             return Ok(());
         };
-        if s.device_id != m.device_id {
-            self.send_error(now, &p, ErrorCode::INVALID_DEVICE, "invalid device");
+        if m.device_id.as_deref() != Some(s.device_id.as_str()) {
+            self.refuse(now, p, reason::INVALID_DEVICE);
             return Ok(());
         }
         let heartbeat = self.config.negotiate_heartbeat(m.max_heartbeat);
+        // The restored context replaces this connection's: cipher, client, heartbeat; no user.
         self.wire.cipher = Some(AesCipher::new(s.key, s.iv));
         self.wire.send_raw(now, Command::FAST_CONNECT, p.session_id, &FastConnectOk { heartbeat });
         let client = ClientInfo::new(s.device_id, s.os_name, s.os_version, s.client_version);
-        self.established(now, client.clone(), heartbeat);
+        self.client = Some(client.clone());
+        self.os_name_null = false;
+        self.user = None;
+        self.heartbeat = heartbeat;
         self.events.push_back(ServerEvent::FastConnected { client, heartbeat });
         Ok(())
     }
 
-    fn established(&mut self, now: u64, client: ClientInfo, heartbeat: i32) {
-        self.client = Some(client);
-        self.heartbeat = heartbeat;
-        self.idle_misses = 0;
-        self.idle_deadline = now + self.read_idle_period();
+    /// MPUSH's `SessionContext.getClientType()`, which throws on a null OS name.
+    fn client_type(&self) -> Result<ClientType, DispatchError> {
+        match &self.client {
+            Some(c) if !self.os_name_null => Ok(c.client_type),
+            _ => Err(DispatchError::Handler("client type of a handshake without OS name")),
+        }
     }
 
-    fn on_bind(&mut self, now: u64, session_id: i32, m: BindUser) {
-        if m.user_id.is_empty() {
-            let p = Packet::new(Command::BIND, session_id);
-            self.send_error(now, &p, ErrorCode::DISPATCH_ERROR, "invalid param");
+    fn on_bind(&mut self, now: u64, p: &Packet) -> Result<(), DispatchError> {
+        let m = decode::decode(&self.open(p)?, decode::bind_user)?;
+        let Some(user_id) = m.user_id else {
+            self.refuse(now, p, reason::INVALID_PARAM);
             self.close(CloseReason::InvalidRequest("bind without user id"));
-            return;
+            return Ok(());
+        };
+        if self.client.is_none() {
+            self.refuse(now, p, reason::NOT_HANDSHAKE);
+            self.close(CloseReason::NotHandshaked(p.cmd));
+            return Ok(());
         }
-        if let Some(old) = self.user.take() {
-            if old.user_id != m.user_id {
-                self.events.push_back(ServerEvent::Unbound { user_id: old.user_id });
+        match &self.user {
+            Some(u) if u.user_id == user_id => {
+                self.events.push_back(ServerEvent::TagsChanged { user_id, tags: m.tags });
+                self.send_ok(now, p, reason::BIND_SUCCESS);
+                return Ok(());
             }
+            // Another user: MPUSH runs its unbind first, which answers this very request with
+            // Ok "unbind success" before the bind's own Ok.
+            Some(_) => self.unbind_current(now, p)?,
+            None => {}
         }
-        self.events.push_back(ServerEvent::Bound {
-            user_id: m.user_id.clone(),
-            alias: m.alias.clone(),
-            tags: m.tags.clone(),
-        });
-        self.user = Some(m);
-        self.send_ok(now, Command::BIND, session_id, "bind success");
+        self.client_type()?;
+        self.user = Some(BoundUser { user_id: user_id.clone() });
+        self.events.push_back(ServerEvent::Bound { user_id, alias: m.data, tags: m.tags });
+        self.send_ok(now, p, reason::BIND_SUCCESS);
+        Ok(())
     }
 
-    fn on_unbind(&mut self, now: u64, session_id: i32, m: BindUser) {
-        if self.user.as_ref().is_some_and(|u| u.user_id == m.user_id) {
-            self.user = None;
-            self.events.push_back(ServerEvent::Unbound { user_id: m.user_id });
+    fn on_unbind(&mut self, now: u64, p: &Packet) -> Result<(), DispatchError> {
+        let m = decode::decode(&self.open(p)?, decode::bind_user)?;
+        if m.user_id.is_none() {
+            self.refuse(now, p, reason::INVALID_PARAM);
+            self.close(CloseReason::InvalidRequest("unbind without user id"));
+            return Ok(());
         }
-        self.send_ok(now, Command::UNBIND, session_id, "unbind success");
+        if self.client.is_none() {
+            self.refuse(now, p, reason::NOT_HANDSHAKE);
+            self.close(CloseReason::NotHandshaked(p.cmd));
+            return Ok(());
+        }
+        // The connection's user goes, whatever user id the message names.
+        self.unbind_current(now, p)
     }
 
-    /// Advances timers: idle detection and push-ack timeouts.
+    fn unbind_current(&mut self, now: u64, p: &Packet) -> Result<(), DispatchError> {
+        self.client_type()?;
+        // MPUSH looks the null user up in a ConcurrentHashMap, which throws.
+        let Some(user) = self.user.take() else { return Err(DispatchError::Handler("unbind with no user bound")) };
+        self.events.push_back(ServerEvent::Unbound { user_id: user.user_id });
+        self.send_ok(now, p, reason::UNBIND_SUCCESS);
+        Ok(())
+    }
+
+    /// MPUSH's `ClientPushHandler`: no handshake needed; an auto-ack push is acked raw.
+    fn on_push(&mut self, now: u64, p: &Packet) -> Result<(), DispatchError> {
+        let content = self.open(p)?;
+        if p.flags.contains(Flags::AUTO_ACK) {
+            self.wire.send_packet(now, Packet::new(Command::ACK, p.session_id));
+        }
+        self.events.push_back(ServerEvent::UpstreamPush { session_id: p.session_id, content, flags: p.flags });
+        Ok(())
+    }
+
+    fn on_ack(&mut self, p: &Packet) -> Result<(), DispatchError> {
+        // The body means nothing, but MPUSH still opens it.
+        self.open(p)?;
+        if let Some(i) = self.pending_acks.iter().position(|a| a.session_id == p.session_id) {
+            self.pending_acks.swap_remove(i);
+            self.events.push_back(ServerEvent::PushAcked { session_id: p.session_id });
+        }
+        Ok(())
+    }
+
+    /// MPUSH's `HttpProxyHandler` up to the point where it hands the request to its HTTP
+    /// client; no handshake needed.
+    fn on_http_request(&mut self, now: u64, p: &Packet) -> Result<(), DispatchError> {
+        let m = decode::decode(&self.open(p)?, decode::http_request)?;
+        let Some(uri) = m.uri else {
+            // 400, and then, building the request with the null URI throws: 502 as well.
+            self.send_http_status(now, p.session_id, 400, "Bad Request");
+            self.send_http_status(now, p.session_id, 502, "Bad Gateway");
+            return Ok(());
+        };
+        let headers = m.headers.as_deref().map(decode::java_headers).unwrap_or_default();
+        if !headers.iter().all(|(k, v)| decode::netty_accepts(k, v.as_deref())) {
+            self.send_http_status(now, p.session_id, 502, "Bad Gateway");
+            return Ok(());
+        }
+        let request = HttpRequest {
+            method: decode::method(m.method),
+            uri,
+            headers: headers.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect(),
+            body: m.body.unwrap_or_default(),
+        };
+        self.events.push_back(ServerEvent::HttpRequest { session_id: p.session_id, request });
+        Ok(())
+    }
+
+    fn send_http_status(&mut self, now: u64, session_id: i32, status: i32, reason: &str) {
+        let resp =
+            HttpResponse { status_code: status, reason_phrase: Some(reason.to_owned()), headers: vec![], body: vec![] };
+        self.wire.send_raw(now, Command::HTTP_PROXY, session_id, &resp);
+    }
+
+    /// Advances timers: the idle check and push-ack timeouts.
+    ///
+    /// The idle check is MPUSH's: it runs every heartbeat (the current one, pre-handshake
+    /// until then) from the moment the connection opened; a check that finds nothing read
+    /// for more than heartbeat + 1 s counts a miss, any other resets the count, and the miss
+    /// past `max_heartbeat_timeouts` closes the connection.
     pub fn handle_timeout(&mut self, now: u64) {
         if self.closed {
             return;
@@ -511,17 +707,18 @@ impl ServerSession {
                 i += 1;
             }
         }
-        if now >= self.idle_deadline {
-            if self.client.is_none() {
-                self.close(CloseReason::HandshakeTimeout);
-                return;
-            }
-            self.idle_misses += 1;
-            if self.idle_misses > self.config.max_heartbeat_timeouts {
-                self.close(CloseReason::IdleTimeout);
+        if now >= self.next_idle_check {
+            let read_timeout = self.heartbeat.max(0) as u64 + 1000;
+            if now.saturating_sub(self.last_read) > read_timeout {
+                self.idle_misses += 1;
+                if self.idle_misses > self.config.max_heartbeat_timeouts {
+                    self.close(CloseReason::IdleTimeout);
+                    return;
+                }
             } else {
-                self.idle_deadline = now + self.read_idle_period();
+                self.idle_misses = 0;
             }
+            self.next_idle_check = now.saturating_add(self.heartbeat.max(1) as u64);
         }
     }
 
@@ -531,7 +728,7 @@ impl ServerSession {
             return None;
         }
         let acks = self.pending_acks.iter().map(|a| a.deadline).min();
-        Some(acks.map_or(self.idle_deadline, |a| a.min(self.idle_deadline)))
+        Some(acks.map_or(self.next_idle_check, |a| a.min(self.next_idle_check)))
     }
 
     /// Next whole packet to write to the client.
@@ -546,9 +743,8 @@ impl ServerSession {
         self.events.pop_front()
     }
 
-    /// Pushes `content` to the client; with an ack mode other than [`AckMode::None`] a
-    /// [`ServerEvent::PushAcked`] or [`ServerEvent::PushAckTimeout`] follows within
-    /// `ack_timeout` ms. Returns the push's session id.
+    /// Pushes `content` to the client under the session's own push ids (1, 2, ...); see
+    /// [`ServerSession::push_with_id`].
     pub fn push(
         &mut self,
         now: u64,
@@ -556,39 +752,69 @@ impl ServerSession {
         ack: AckMode,
         ack_timeout: u64,
     ) -> Result<i32, ServerUsageError> {
-        self.check_ready()?;
         let id = self.next_push_id;
+        self.push_with_id(now, id, content, ack, ack_timeout)?;
         self.next_push_id = self.next_push_id.checked_add(1).unwrap_or(1);
-        self.wire.send_body(now, Command::PUSH, id, content, ack.flags(), true);
-        if ack != AckMode::None {
-            self.pending_acks.push(PendingAck { session_id: id, deadline: now.saturating_add(ack_timeout) });
-        }
         Ok(id)
     }
 
-    /// Tells the client that another connection bound its user.
+    /// Pushes `content` with header session id `session_id` (MPUSH takes it from one counter
+    /// shared by every connection of the server). Compressed over the threshold and
+    /// encrypted; an empty content goes out as an empty, unencrypted body. With an ack mode
+    /// other than [`AckMode::None`] a [`ServerEvent::PushAcked`] or
+    /// [`ServerEvent::PushAckTimeout`] follows within `ack_timeout` ms.
+    pub fn push_with_id(
+        &mut self,
+        now: u64,
+        session_id: i32,
+        content: Vec<u8>,
+        ack: AckMode,
+        ack_timeout: u64,
+    ) -> Result<(), ServerUsageError> {
+        self.check_ready()?;
+        self.send_sealed(now, Command::PUSH, session_id, content, ack.flags());
+        if ack != AckMode::None {
+            self.pending_acks.push(PendingAck { session_id, deadline: now.saturating_add(ack_timeout) });
+        }
+        Ok(())
+    }
+
+    /// Tells the client that another connection bound its user; see
+    /// [`ServerSession::kick_user`].
     pub fn kick(&mut self, now: u64) -> Result<(), ServerUsageError> {
+        let user = self.user_id().unwrap_or_default().to_owned();
+        self.kick_user(now, &user)
+    }
+
+    /// MPUSH's kick: Kick{this connection's device id, `user_id`} with session id 0,
+    /// encrypted. The user id is the one of the bind that displaced this connection's route,
+    /// which need not be this session's current user (after a fast connect it has none).
+    pub fn kick_user(&mut self, now: u64, user_id: &str) -> Result<(), ServerUsageError> {
         self.check_ready()?;
         let client = self.client.as_ref().ok_or(ServerUsageError::NotHandshaked)?;
-        let m = Kick { device_id: client.device_id.clone(), user_id: self.user_id().unwrap_or_default().to_owned() };
-        self.wire.send(now, Command::KICK, 0, &m, Flags::NONE, true);
+        let m = Kick { device_id: client.device_id.clone(), user_id: user_id.to_owned() };
+        self.send_sealed(now, Command::KICK, 0, crate::message::Message::encode(&m), Flags::NONE);
         Ok(())
     }
 
-    /// Answers an HTTP request with the upstream's response (encrypted, as MPUSH does).
+    /// Answers an HTTP request with the upstream's response, sealed as MPUSH seals it
+    /// (compressed over the threshold; encrypted with the session key, or with the RSA key
+    /// before a handshake).
     pub fn http_response(&mut self, now: u64, session_id: i32, resp: &HttpResponse) -> Result<(), ServerUsageError> {
-        self.check_ready()?;
-        self.wire.send(now, Command::HTTP_PROXY, session_id, resp, Flags::NONE, true);
+        if self.closed {
+            return Err(ServerUsageError::Closed);
+        }
+        self.send_sealed(now, Command::HTTP_PROXY, session_id, crate::message::Message::encode(resp), Flags::NONE);
         Ok(())
     }
 
-    /// Answers an HTTP request with a status the server generated itself (400, 408, 502, 504),
-    /// sent unencrypted as MPUSH does.
+    /// Answers an HTTP request with a status the server generated itself (408, 502, 503,
+    /// 504), sent unencrypted with no headers and no body, as MPUSH does.
     pub fn http_error(&mut self, now: u64, session_id: i32, status: i32, reason: &str) -> Result<(), ServerUsageError> {
-        self.check_ready()?;
-        let resp =
-            HttpResponse { status_code: status, reason_phrase: Some(reason.to_owned()), headers: vec![], body: vec![] };
-        self.wire.send_raw(now, Command::HTTP_PROXY, session_id, &resp);
+        if self.closed {
+            return Err(ServerUsageError::Closed);
+        }
+        self.send_http_status(now, session_id, status, reason);
         Ok(())
     }
 

@@ -220,10 +220,11 @@ impl MemorySessionStore {
         MemorySessionStore { map: Mutex::new(HashMap::new()), max_entries: max_entries.max(1) }
     }
 
-    /// Drops sessions that expired before `now`; returns how many are left.
+    /// Drops sessions that expired before `now` (MPUSH: `expireTime < now`); returns how
+    /// many are left.
     pub fn purge_expired(&self, now: u64) -> usize {
         let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        m.retain(|_, s| s.expire_time > now as i64);
+        m.retain(|_, s| s.expire_time >= now as i64);
         m.len()
     }
 
@@ -315,6 +316,7 @@ mod tests {
         st.put("c", mk(3));
         assert_eq!(st.len(), 2);
         assert!(st.get("a").is_none());
-        assert_eq!(st.purge_expired(2), 1);
+        assert_eq!(st.purge_expired(2), 2);
+        assert_eq!(st.purge_expired(3), 1);
     }
 }
