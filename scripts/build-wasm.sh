@@ -44,6 +44,9 @@ if [ "$IF_STALE" = 1 ] && [ "$DEV" = 0 ] && [ "${MPUSH_WASM_REBUILD:-0}" != 1 ] 
   fi
   echo "build-wasm: $newer changed since the last build of pkg/" >&2
 fi
+# The stamp takes the time the build started: an input edited during the build is newer.
+BUILD_START=$(mktemp)
+trap 'rm -f "$BUILD_START"' EXIT
 
 if ! command -v wasm-opt >/dev/null && [ "$DEV" = 0 ]; then
   echo "build-wasm: installing npm devDependencies (wasm-opt from binaryen)"
@@ -115,5 +118,8 @@ if [ "$DEV" = 0 ] && [ "$TOTAL" -gt "$BUDGET" ]; then
     exit 1
   fi
 fi
-if [ "$DEV" = 0 ]; then echo "$STAMP_TEXT" >"$STAMP"; fi
+if [ "$DEV" = 0 ]; then
+  echo "$STAMP_TEXT" >"$STAMP"
+  touch -r "$BUILD_START" "$STAMP"
+fi
 exit 0
