@@ -65,7 +65,9 @@ pub struct CoreConfig {
     pub min_heartbeat: i32,
     /// `max-heartbeat`, ms.
     pub max_heartbeat: i32,
-    /// Read-idle periods tolerated before closing (MPUSH: 2, closing on the 3rd).
+    /// `max-hb-timeout-times`: idle checks in a row that may find nothing read; the next one
+    /// closes the connection (MPUSH: 2).
+    #[serde(alias = "max-hb-timeout-times")]
     pub max_heartbeat_timeouts: u32,
     /// `max-packet-size`: largest inbound body, bytes.
     pub max_packet_size: usize,
@@ -73,8 +75,14 @@ pub struct CoreConfig {
     pub compress_threshold: usize,
     /// `session-expired-time`: resumable session lifetime, ms (1 day).
     pub session_expired_time: u64,
-    /// How long a connection may stay without handshake, ms.
-    pub handshake_timeout: u64,
+    /// The heartbeat of a connection that has not handshaked yet, ms: its idle check runs
+    /// this often and a check finding nothing read for this + 1 s is a miss. MPUSH
+    /// hard-codes 10 s (`SessionContext.heartbeat`): a silent connection is closed 40 s after
+    /// it opened; one that sends only heartbeats stays.
+    pub pre_handshake_heartbeat: i32,
+    /// No longer used (MPUSH has no handshake timeout; see `pre-handshake-heartbeat`); still
+    /// accepted so older files load, with a warning at start.
+    pub handshake_timeout: Option<u64>,
     /// Most resumable sessions kept in memory.
     pub max_sessions: usize,
 }
@@ -88,7 +96,8 @@ impl Default for CoreConfig {
             max_packet_size: 10_240,
             compress_threshold: 10_240,
             session_expired_time: 86_400_000,
-            handshake_timeout: 60_000,
+            pre_handshake_heartbeat: 10_000,
+            handshake_timeout: None,
             max_sessions: 1_000_000,
         }
     }
@@ -194,9 +203,9 @@ impl GatewayConfig {
                 c.min_heartbeat, c.max_heartbeat
             )));
         }
-        if c.max_packet_size == 0 || c.session_expired_time == 0 || c.handshake_timeout == 0 {
+        if c.max_packet_size == 0 || c.session_expired_time == 0 || c.pre_handshake_heartbeat <= 0 {
             return Err(GatewayError::Config(
-                "max-packet-size, session-expired-time and handshake-timeout must be > 0".into(),
+                "max-packet-size, session-expired-time and pre-handshake-heartbeat must be > 0".into(),
             ));
         }
         if self.http.max_content_length == 0 || self.http.default_read_timeout == 0 {
@@ -248,6 +257,14 @@ mod tests {
         assert_eq!(c.http.max_content_length, 5 * 1024 * 1024);
         c.validate().unwrap();
         assert!(GatewayConfig::from_toml("nonsense = 1").is_err());
+        assert_eq!(c.core.pre_handshake_heartbeat, 10_000);
+        let c = GatewayConfig::from_toml(
+            "[core]\nmax-hb-timeout-times = 4\npre-handshake-heartbeat = 3000\nhandshake-timeout = 1",
+        )
+        .unwrap();
+        assert_eq!((c.core.max_heartbeat_timeouts, c.core.pre_handshake_heartbeat), (4, 3000));
+        assert_eq!(c.core.handshake_timeout, Some(1));
+        assert!(GatewayConfig::from_toml("[core]\npre-handshake-heartbeat = 0").unwrap().validate().is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! [`ServerSession`] and reacts to its events: routing, push results, the HTTP proxy, the
 //! upstream sink. Protocol rules live in `mpush-protocol`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,8 +41,11 @@ pub enum ConnCommand {
         /// Where the result goes.
         reply: oneshot::Sender<PushResult>,
     },
-    /// Another connection bound this connection's user with the same client type.
-    Kick,
+    /// Another connection bound `user_id` with this connection's client type.
+    Kick {
+        /// The user whose route moved away.
+        user_id: String,
+    },
     /// The answer to an HTTP-proxy request performed in a spawned task.
     HttpReply {
         /// The request's header session id.
@@ -64,6 +67,9 @@ struct Conn {
     awaiting_ack: HashMap<i32, oneshot::Sender<PushResult>>,
     /// No-ack pushes that succeed once the next flush completes.
     awaiting_write: Vec<oneshot::Sender<PushResult>>,
+    /// Users routed to this connection. A fast connect makes the session forget its user but
+    /// not the route (as MPUSH); routes are removed on unbind and at close.
+    routes: HashSet<String>,
 }
 
 /// Serves one accepted MPUSH connection until it closes.
@@ -77,7 +83,16 @@ pub(crate) async fn serve(
     let id = shared.next_conn_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (tx, mut rx) = mpsc::channel(CONN_QUEUE);
     let session = ServerSession::new(shared.server_config.clone(), os_seed(), now_ms());
-    let mut c = Conn { id, peer, tx, session, shared, awaiting_ack: HashMap::new(), awaiting_write: Vec::new() };
+    let mut c = Conn {
+        id,
+        peer,
+        tx,
+        session,
+        shared,
+        awaiting_ack: HashMap::new(),
+        awaiting_write: Vec::new(),
+        routes: HashSet::new(),
+    };
     let (mut reader, mut writer) = stream.into_split();
     let mut buf = vec![0u8; 16 * 1024];
     tracing::debug!(conn = id, %peer, "connection accepted");
@@ -172,14 +187,26 @@ impl Conn {
             ServerEvent::Bound { user_id, tags, .. } => {
                 let Some(handle) = self.handle() else { return };
                 tracing::debug!(conn = self.id, user = %user_id, "bound");
+                self.routes.insert(user_id.clone());
                 if let Some(old) = self.shared.router.bind(&user_id, handle, split_tags(tags.as_deref())) {
-                    // MPUSH kicks the older connection of the same user and client type; it
-                    // stays open but no longer receives the user's pushes.
-                    tracing::info!(user = %user_id, old = old.id, new = self.id, "kicking older connection");
-                    let _ = old.tx.try_send(ConnCommand::Kick);
+                    // MPUSH kicks the connection the user's route pointed to (same client
+                    // type); it stays open but no longer receives the user's pushes. After a
+                    // second fast connect that is this very connection.
+                    tracing::info!(user = %user_id, old = old.id, new = self.id, "kicking the route's previous connection");
+                    if old.id == self.id {
+                        let _ = self.session.kick_user(now_ms(), &user_id);
+                    } else {
+                        let _ = old.tx.try_send(ConnCommand::Kick { user_id });
+                    }
                 }
             }
-            ServerEvent::Unbound { user_id } => self.shared.router.unbind(&user_id, self.id),
+            ServerEvent::TagsChanged { user_id, tags } => {
+                self.shared.router.set_tags(&user_id, self.id, split_tags(tags.as_deref()));
+            }
+            ServerEvent::Unbound { user_id } => {
+                self.shared.router.unbind(&user_id, self.id);
+                self.routes.remove(&user_id);
+            }
             ServerEvent::UpstreamPush { session_id, content, .. } => {
                 let device_id = self.session.client().map(|c| c.device_id.clone()).unwrap_or_default();
                 let user_id = self.session.user_id().map(str::to_owned);
@@ -215,12 +242,11 @@ impl Conn {
         let now = now_ms();
         match cmd {
             ConnCommand::Push { content, ack, timeout_ms, reply } => {
-                match self.session.push(now, content, ack, timeout_ms) {
-                    Ok(id) if ack == AckMode::None => {
-                        let _ = id;
-                        self.awaiting_write.push(reply);
-                    }
-                    Ok(id) => {
+                // One id sequence for the whole server, as MPUSH.
+                let id = self.shared.next_push_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match self.session.push_with_id(now, id, content, ack, timeout_ms) {
+                    Ok(()) if ack == AckMode::None => self.awaiting_write.push(reply),
+                    Ok(()) => {
                         self.awaiting_ack.insert(id, reply);
                     }
                     Err(_) => {
@@ -228,13 +254,14 @@ impl Conn {
                     }
                 }
             }
-            ConnCommand::Kick => {
-                let _ = self.session.kick(now);
+            ConnCommand::Kick { user_id } => {
+                let _ = self.session.kick_user(now, &user_id);
             }
             ConnCommand::HttpReply { session_id, outcome } => {
                 let r = match outcome {
                     ProxyOutcome::Response(resp) => self.session.http_response(now, session_id, &resp),
                     ProxyOutcome::Error { status, reason } => self.session.http_error(now, session_id, status, reason),
+                    ProxyOutcome::NoResponse => Ok(()),
                 };
                 if let Err(e) = r {
                     tracing::debug!(conn = self.id, error = %e, "http reply dropped");
@@ -245,8 +272,8 @@ impl Conn {
     }
 
     fn cleanup(&mut self) {
-        if let Some(user) = self.session.user_id() {
-            self.shared.router.unbind(user, self.id);
+        for user in self.routes.drain() {
+            self.shared.router.unbind(&user, self.id);
         }
         // A closed connection fails its pending pushes.
         for (_, reply) in self.awaiting_ack.drain() {

@@ -1,25 +1,36 @@
 //! MPUSH's HTTP proxy (cmd 12): the gateway performs a client's plain-HTTP request and sends
-//! the answer back. Unlike an open relay it only reaches allowlisted hosts, re-checks every
-//! redirect target, caps the response size and bounds the whole exchange by `readTimeout`.
+//! the answer back as MPUSH 0.8.0's `HttpProxyHandler` and netty HTTP client do, with one
+//! addition: unlike MPUSH (an open relay) it only reaches allowlisted hosts.
 //!
-//! Statuses the gateway generates itself (sent unencrypted, as MPUSH does): 400 empty or
-//! invalid URI (or not `http://`), 403 host not allowlisted, 408 `readTimeout` elapsed,
-//! 502 any other failure (bad upstream response, body over the cap, too many redirects),
-//! 504 cannot connect.
+//! What a client sees, as MPUSH:
+//! * the upstream's response, encrypted: its status, its own reason phrase, its headers with
+//!   their names as sent (carried in a Java `HashMap`: repeated names keep the last value,
+//!   MPUSH's `content-length` added, in the map's iteration order), its body;
+//! * redirects (300, 301, 302, 303, 305, 307; not 308) followed with the same method, at most
+//!   5: the 6th 3xx itself is the answer. A redirect of a request with a body fails with 503
+//!   (netty has released the body by then). A 3xx without `Location`, or with one that is
+//!   not URL-decodable, is never answered; one whose target is not a URI times out (408);
+//! * statuses generated here, unencrypted, no headers, no body: 400 "Bad Request" (and then
+//!   502) for an empty URI (answered by the session), 408 "Request Timeout" when
+//!   `readTimeout` elapses, 502 "Bad Gateway" for an unusable URI or a failed read (a body
+//!   over the cap), 503 "Service Unavailable" when the request cannot be written, 504
+//!   "Gateway Timeout" when no connection is made within 4 s; and, gateway-specific, 403
+//!   "Forbidden" for a host (or absolute redirect target) not on the allowlist.
+//! * The scheme is not looked at: `https://host/` is plain HTTP to port 80 of `host`.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 use http::{header, Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use mpush_protocol::client::READ_TIMEOUT_HEADER;
 use mpush_protocol::{HttpMethod, HttpRequest, HttpResponse};
 use rand::Rng;
 use tokio::net::TcpStream;
 
 use crate::config::HttpProxyConfig;
+use crate::http1;
+use crate::java;
 
 /// A plain-HTTP request for [`send_plain_http`].
 #[derive(Clone, Debug)]
@@ -139,19 +150,35 @@ pub async fn send_plain_http(
 /// What to send back for an HTTP-proxy request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProxyOutcome {
-    /// The upstream's response (sent encrypted).
+    /// The upstream's response (sent sealed: encrypted, compressed over the threshold).
     Response(HttpResponse),
-    /// A status the gateway generated (sent unencrypted).
+    /// A status the gateway generated (sent raw).
     Error {
-        /// 400, 403, 408, 502 or 504.
+        /// 403, 408, 502, 503 or 504.
         status: i32,
         /// Reason phrase.
         reason: &'static str,
     },
+    /// Nothing is ever sent, as MPUSH sends nothing (a redirect without usable `Location`).
+    NoResponse,
 }
 
 fn error(status: StatusCode) -> ProxyOutcome {
     ProxyOutcome::Error { status: i32::from(status.as_u16()), reason: status.canonical_reason().unwrap_or("Error") }
+}
+
+/// The statuses netty's `HttpClientHandler` follows.
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 300 | 301 | 302 | 303 | 305 | 307)
+}
+
+/// Java's `InetAddress.getHostAddress()`: dotted IPv4 (also for an IPv4-mapped peer), IPv6
+/// as eight uncompressed hex groups.
+fn java_host_address(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => v6.segments().iter().map(|s| format!("{s:x}")).collect::<Vec<_>>().join(":"),
+    }
 }
 
 /// The proxy policy: allowlist, DNS mapping, limits.
@@ -173,126 +200,205 @@ impl HttpProxy {
         self.config.allow.iter().map(|a| a.trim().to_ascii_lowercase()).any(|a| a == host || a == with_port)
     }
 
-    fn mapped_address(&self, uri: &Uri) -> Option<String> {
-        let host = uri.host()?;
-        let addrs = self.config.dns_mapping.iter().find(|(k, _)| k.eq_ignore_ascii_case(host)).map(|(_, v)| v)?;
-        match addrs.len() {
-            0 => None,
-            1 => addrs.first().cloned(),
-            n => addrs.get(rand::thread_rng().gen_range(0..n)).cloned(),
-        }
+    /// MPUSH's `doDnsMapping`: a mapped host's URL becomes `scheme://ip:port` + path + query,
+    /// so the request (its `Host` header and relative redirects included) goes to that address.
+    fn map_url(&self, uri_text: &str, uri: &Uri) -> String {
+        let Some(host) = uri.host() else { return uri_text.to_owned() };
+        let Some(addrs) = self.config.dns_mapping.iter().find(|(k, _)| k.eq_ignore_ascii_case(host)).map(|(_, v)| v)
+        else {
+            return uri_text.to_owned();
+        };
+        let addr = match addrs.len() {
+            0 => return uri_text.to_owned(),
+            1 => &addrs[0],
+            n => &addrs[rand::thread_rng().gen_range(0..n)],
+        };
+        // DnsMapping.parse: "ip" means port 80.
+        let (ip, port) = match addr.split_once(':') {
+            Some((ip, port)) => (ip, port),
+            None => (addr.as_str(), "80"),
+        };
+        let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+        format!("{}://{ip}:{port}{}{query}", uri.scheme_str().unwrap_or("http"), java_url_path(uri_text))
     }
 
-    /// Performs a client's request for the client at `peer`.
-    pub async fn perform(&self, mut req: HttpRequest, peer: SocketAddr) -> ProxyOutcome {
-        // MPUSH consumes its `readTimeout` header; it is not forwarded.
-        let mut read_timeout = self.config.default_read_timeout;
-        req.headers.retain(|(k, v)| {
-            if k.trim().eq_ignore_ascii_case(READ_TIMEOUT_HEADER) {
-                // As MPUSH: only a positive number counts (the Java client sends "0" by default).
-                if let Some(ms) = v.trim().parse::<u64>().ok().filter(|ms| *ms > 0) {
-                    read_timeout = ms;
-                }
-                false
-            } else {
-                // The gateway states the client's address itself; a client cannot forge it.
-                !k.trim().eq_ignore_ascii_case("x-forwarded-for") && !k.trim().eq_ignore_ascii_case("x-forwarded-port")
-            }
-        });
-        if req.uri.trim().is_empty() {
-            return error(StatusCode::BAD_REQUEST);
+    /// Performs a client's request for the client at `peer`. `req.headers` are the session's
+    /// (MPUSH's `HashMap` entries); the empty-URI and refused-header cases never get here.
+    pub async fn perform(&self, req: HttpRequest, peer: SocketAddr) -> ProxyOutcome {
+        // The headers MPUSH's request carries: the client's, in its HashMap's order, then
+        // content-length for a body and x-forwarded-for/-port. Gateway-specific: the client's
+        // own x-forwarded-* and message-framing headers are dropped (not forgeable, no
+        // request smuggling).
+        let mut headers: Vec<(String, String)> = java::hash_map(req.headers)
+            .into_iter()
+            .filter(|(k, _)| {
+                !["x-forwarded-for", "x-forwarded-port", "content-length", "transfer-encoding"]
+                    .iter()
+                    .any(|h| k.eq_ignore_ascii_case(h))
+            })
+            .collect();
+        if !req.body.is_empty() {
+            headers.push(("content-length".into(), req.body.len().to_string()));
         }
-        req.headers.push(("x-forwarded-for".into(), peer.ip().to_string()));
-        req.headers.push(("x-forwarded-port".into(), peer.port().to_string()));
-        let limit = Duration::from_millis(read_timeout);
-        match tokio::time::timeout(limit, self.follow(req)).await {
+        headers.push(("x-forwarded-for".into(), java_host_address(peer.ip())));
+        headers.push(("x-forwarded-port".into(), peer.port().to_string()));
+        // RequestContext: the first `readTimeout` (any case) counts if it is a positive int;
+        // all of them are consumed.
+        let read_timeout = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(mpush_protocol::client::READ_TIMEOUT_HEADER))
+            .and_then(|(_, v)| java::ints_try_parse(v))
+            .filter(|ms| *ms > 0)
+            .map_or(self.config.default_read_timeout, |ms| ms as u64);
+        headers.retain(|(k, _)| !k.eq_ignore_ascii_case(mpush_protocol::client::READ_TIMEOUT_HEADER));
+        let limit = std::time::Duration::from_millis(read_timeout);
+        match tokio::time::timeout(limit, self.follow(req.method, req.uri, headers, req.body)).await {
             Ok(outcome) => outcome,
             Err(_) => error(StatusCode::REQUEST_TIMEOUT),
         }
     }
 
-    async fn follow(&self, req: HttpRequest) -> ProxyOutcome {
-        let mut method = match req.method {
-            HttpMethod::Get => Method::GET,
-            HttpMethod::Post => Method::POST,
-            HttpMethod::Put => Method::PUT,
-            HttpMethod::Delete => Method::DELETE,
+    async fn follow(
+        &self,
+        method: HttpMethod,
+        uri_text: String,
+        mut headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> ProxyOutcome {
+        // `new URI(...)` or a missing host throws inside MPUSH's handler: 502.
+        let Some(first) = uri_text.parse::<Uri>().ok().filter(|u| u.scheme().is_some() && u.host().is_some()) else {
+            return error(StatusCode::BAD_GATEWAY);
         };
-        let mut body = req.body;
-        let mut uri_text = req.uri.trim().to_owned();
-        let mut redirects = 0;
+        if !self.is_allowed(&first) {
+            tracing::info!(uri = %uri_text, "http proxy: host not allowlisted");
+            return error(StatusCode::FORBIDDEN);
+        }
+        let mut url = self.map_url(&uri_text, &first);
+        let mut redirects = 0u32;
         loop {
-            let Ok(uri) = uri_text.parse::<Uri>() else { return error(StatusCode::BAD_REQUEST) };
-            if uri.scheme_str().map(str::to_ascii_lowercase).as_deref() != Some("http") || uri.host().is_none() {
-                return error(StatusCode::BAD_REQUEST);
-            }
-            if !self.is_allowed(&uri) {
-                tracing::info!(uri = %uri_text, "http proxy: host not allowlisted");
-                return error(StatusCode::FORBIDDEN);
-            }
-            let connect_to = self.mapped_address(&uri);
-            let plain = PlainRequest {
-                method: method.clone(),
-                uri: uri_text.clone(),
-                headers: req.headers.clone(),
-                body: body.clone(),
+            let parsed = url.parse::<Uri>().ok();
+            let Some((uri, host)) = parsed.as_ref().filter(|u| u.scheme().is_some()).and_then(|u| Some((u, u.host()?)))
+            else {
+                // Only a redirect target can get here (the first URL was checked): MPUSH's
+                // client throws after re-arming the request, and its timer answers 408.
+                return std::future::pending().await;
             };
-            let resp = match send_plain_http(plain, connect_to.as_deref(), self.config.max_content_length).await {
-                Ok(r) => r,
-                Err(PlainError::Connect(e)) => {
-                    tracing::info!(uri = %uri_text, error = %e, "http proxy: cannot connect");
-                    return error(StatusCode::GATEWAY_TIMEOUT);
-                }
-                Err(PlainError::InvalidUri(_)) => return error(StatusCode::BAD_REQUEST),
+            let port = uri.port_u16().unwrap_or(80);
+            // NettyHttpClient: `set(HOST, host)` (no port), `set(CONNECTION, keep-alive)`.
+            set_header(&mut headers, "host", host);
+            set_header(&mut headers, "connection", "keep-alive");
+            let mut stream = match http1::connect(host, port).await {
+                Ok(s) => s,
                 Err(e) => {
-                    tracing::info!(uri = %uri_text, error = %e, "http proxy: upstream failed");
-                    return error(StatusCode::BAD_GATEWAY);
+                    tracing::info!(uri = %url, error = %e, "http proxy: cannot connect");
+                    return ProxyOutcome::Error { status: 504, reason: "Gateway Timeout" };
                 }
             };
-            let location =
-                resp.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("location")).map(|(_, v)| v.clone());
-            if let (true, Some(loc)) = (resp.status.is_redirection(), location) {
-                if redirects >= self.config.max_redirects {
+            if redirects > 0 && !body.is_empty() {
+                // netty released the body with the first request; writing it again fails.
+                return ProxyOutcome::Error { status: 503, reason: "Service Unavailable" };
+            }
+            let target = http1::netty_target(&url);
+            let req = http1::Request { method: method.as_str(), target: &target, headers: &headers, body: &body };
+            let resp = match http1::exchange(&mut stream, &req, self.config.max_content_length).await {
+                Ok(r) => r,
+                Err(http1::Failure::Write(e)) => {
+                    tracing::info!(uri = %url, error = %e, "http proxy: write failed");
+                    return ProxyOutcome::Error { status: 503, reason: "Service Unavailable" };
+                }
+                Err(http1::Failure::Read(e)) => {
+                    tracing::info!(uri = %url, error = %e, "http proxy: upstream failed");
                     return error(StatusCode::BAD_GATEWAY);
                 }
-                redirects += 1;
-                let Some(next) = resolve_location(&uri, &loc) else { return error(StatusCode::BAD_GATEWAY) };
-                let s = resp.status;
-                if s == StatusCode::SEE_OTHER
-                    || ((s == StatusCode::MOVED_PERMANENTLY || s == StatusCode::FOUND) && method == Method::POST)
-                {
-                    method = Method::GET;
-                    body = Vec::new();
+                Err(http1::Failure::NoResponse) => return std::future::pending().await,
+            };
+            if is_redirect(resp.status) {
+                // `redirectCount++ < 5`: the count grows even when it says no.
+                let follow = redirects < self.config.max_redirects;
+                redirects = redirects.saturating_add(1);
+                if follow {
+                    // No Location, or one URLDecoder rejects: MPUSH's handler throws with the
+                    // request already marked done; nothing is ever sent.
+                    let Some(location) = resp.header("location").and_then(java::url_decode) else {
+                        tracing::info!(uri = %url, "http proxy: redirect without usable Location, no answer (as MPUSH)");
+                        return ProxyOutcome::NoResponse;
+                    };
+                    let Some(next) = redirect_target(uri, &location) else { return ProxyOutcome::NoResponse };
+                    if is_absolute(&location) {
+                        let allowed = next.parse::<Uri>().is_ok_and(|u| self.is_allowed(&u));
+                        if !allowed {
+                            tracing::info!(uri = %next, "http proxy: redirect target not allowlisted");
+                            return error(StatusCode::FORBIDDEN);
+                        }
+                    }
+                    url = next;
+                    continue;
                 }
-                uri_text = next;
-                continue;
             }
-            return ProxyOutcome::Response(HttpResponse {
-                status_code: i32::from(resp.status.as_u16()),
-                reason_phrase: resp.status.canonical_reason().map(str::to_owned),
-                headers: resp.headers,
-                body: resp.body,
-            });
+            return ProxyOutcome::Response(client_response(resp));
         }
     }
 }
 
-/// Resolves a `Location` header against the URL that answered with it.
-fn resolve_location(base: &Uri, loc: &str) -> Option<String> {
-    let loc = loc.trim();
-    if loc.contains("://") {
-        return Some(loc.to_owned());
+/// `java.net.URL.getPath()`: the path as written, empty when there is none.
+fn java_url_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.find(['/', '?', '#']).map_or("", |i| &rest[i..]);
+    rest.split(['?', '#']).next().unwrap_or_default()
+}
+
+/// netty's `headers().set`: every header of that name (any case) removed, the new one last.
+fn set_header(headers: &mut Vec<(String, String)>, name: &str, value: &str) {
+    headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    headers.push((name.to_owned(), value.to_owned()));
+}
+
+fn is_absolute(location: &str) -> bool {
+    let l = location.to_ascii_lowercase();
+    l.starts_with("http://") || l.starts_with("https://")
+}
+
+/// netty's `HttpClientHandler.getRedirectLocation` (after URL-decoding): an absolute
+/// `http(s)://` location as is; otherwise the current URL's scheme, host and explicit port
+/// with the location as the path if it starts with `/`, else appended to the current
+/// (decoded) path with a `/` between them. Not RFC 3986 resolution: `c` from `/a/b` is `/a/b/c`.
+fn redirect_target(current: &Uri, location: &str) -> Option<String> {
+    if is_absolute(location) {
+        return Some(location.to_owned());
     }
-    let scheme = base.scheme_str()?;
-    let authority = base.authority()?.as_str();
-    if let Some(rest) = loc.strip_prefix("//") {
-        return Some(format!("{scheme}://{rest}"));
+    let mut path = java::url_decode(current.path())?;
+    if location.starts_with('/') {
+        path = location.to_owned();
+    } else if path.ends_with('/') {
+        path.push_str(location);
+    } else {
+        path.push('/');
+        path.push_str(location);
     }
-    if loc.starts_with('/') {
-        return Some(format!("{scheme}://{authority}{loc}"));
+    let mut s = format!("{}://{}", current.scheme_str().unwrap_or("http").to_ascii_lowercase(), current.host()?);
+    if let Some(port) = current.port_u16() {
+        s.push_str(&format!(":{port}"));
     }
-    let dir = base.path().rsplit_once('/').map_or("", |(d, _)| d);
-    Some(format!("{scheme}://{authority}{dir}/{loc}"))
+    if !path.starts_with('/') {
+        s.push('/');
+    }
+    s.push_str(&path);
+    Some(s)
+}
+
+/// The HttpResponse MPUSH builds: status, reason, the headers put into a Java `HashMap` (then
+/// its `content-length` for a non-empty body), the body.
+fn client_response(r: http1::Response) -> HttpResponse {
+    let mut entries = r.headers;
+    if !r.body.is_empty() {
+        entries.push(("content-length".into(), r.body.len().to_string()));
+    }
+    HttpResponse {
+        status_code: i32::from(r.status),
+        reason_phrase: Some(r.reason),
+        headers: java::hash_map(entries),
+        body: r.body,
+    }
 }
 
 #[cfg(test)]
@@ -318,27 +424,58 @@ mod tests {
     }
 
     #[test]
-    fn locations_resolve() {
+    fn redirect_targets_as_netty_builds_them() {
         let base: Uri = "http://h:1/a/b?q".parse().unwrap();
-        assert_eq!(resolve_location(&base, "/c").as_deref(), Some("http://h:1/c"));
-        assert_eq!(resolve_location(&base, "c").as_deref(), Some("http://h:1/a/c"));
-        assert_eq!(resolve_location(&base, "//x/y").as_deref(), Some("http://x/y"));
-        assert_eq!(resolve_location(&base, "http://z/").as_deref(), Some("http://z/"));
+        let t = |loc: &str| redirect_target(&base, loc);
+        assert_eq!(t("/c").as_deref(), Some("http://h:1/c"));
+        // Appended to the path, not resolved against it.
+        assert_eq!(t("c?x=1").as_deref(), Some("http://h:1/a/b/c?x=1"));
+        assert_eq!(t("//x/y").as_deref(), Some("http://h:1//x/y"));
+        assert_eq!(t("HTTPS://z/").as_deref(), Some("HTTPS://z/"));
+        let no_port: Uri = "http://h/dir/".parse().unwrap();
+        assert_eq!(redirect_target(&no_port, "c").as_deref(), Some("http://h/dir/c"));
+        let no_path: Uri = "http://h:2".parse().unwrap();
+        assert_eq!(redirect_target(&no_path, "c").as_deref(), Some("http://h:2/c"));
+    }
+
+    #[test]
+    fn dns_mapping_rewrites_the_url_as_mpush() {
+        let mut c = HttpProxyConfig::default();
+        c.dns_mapping.insert("api.test".into(), vec!["10.0.0.7:8080".into()]);
+        c.dns_mapping.insert("plain.test".into(), vec!["10.0.0.8".into()]);
+        let p = HttpProxy::new(c);
+        let m = |u: &str| p.map_url(u, &u.parse().unwrap());
+        assert_eq!(m("http://api.test/v1/x?y=1#f"), "http://10.0.0.7:8080/v1/x?y=1");
+        assert_eq!(m("http://api.test"), "http://10.0.0.7:8080");
+        assert_eq!(m("http://plain.test:9/p"), "http://10.0.0.8:80/p");
+        assert_eq!(m("http://other.test/p"), "http://other.test/p");
+        assert_eq!(java_url_path("http://h?x=/y"), "");
+    }
+
+    #[test]
+    fn java_addresses() {
+        assert_eq!(java_host_address("127.0.0.1".parse().unwrap()), "127.0.0.1");
+        assert_eq!(java_host_address("::ffff:10.1.2.3".parse().unwrap()), "10.1.2.3");
+        assert_eq!(java_host_address("::1".parse().unwrap()), "0:0:0:0:0:0:0:1");
     }
 
     #[tokio::test]
     async fn refused_and_invalid_requests_get_generated_statuses() {
-        let p = proxy(&["127.0.0.1:1"]);
+        let p = proxy(&["127.0.0.1:1", "localhost"]);
         let peer = SocketAddr::from(([127, 0, 0, 1], 5));
         let req = |uri: &str| HttpRequest { method: HttpMethod::Get, uri: uri.into(), headers: vec![], body: vec![] };
         let status = |o: ProxyOutcome| match o {
             ProxyOutcome::Error { status, .. } => status,
             ProxyOutcome::Response(r) => r.status_code,
+            ProxyOutcome::NoResponse => 0,
         };
-        assert_eq!(status(p.perform(req(""), peer).await), 400);
-        assert_eq!(status(p.perform(req("https://127.0.0.1:1/"), peer).await), 400);
+        // Not a URI with a host: MPUSH's handler throws, 502.
+        assert_eq!(status(p.perform(req(" "), peer).await), 502);
+        assert_eq!(status(p.perform(req("foo"), peer).await), 502);
+        assert_eq!(status(p.perform(req("http://h/a b"), peer).await), 502);
         assert_eq!(status(p.perform(req("http://169.254.169.254/"), peer).await), 403);
-        // Port 1 on loopback refuses connections.
+        // Port 1 on loopback refuses connections; https:// is plain HTTP to the same port.
         assert_eq!(status(p.perform(req("http://127.0.0.1:1/"), peer).await), 504);
+        assert_eq!(status(p.perform(req("https://127.0.0.1:1/"), peer).await), 504);
     }
 }

@@ -20,7 +20,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,7 +34,9 @@ use tokio::task::JoinHandle;
 pub mod api;
 pub mod config;
 pub mod conn;
+mod http1;
 pub mod http_proxy;
+mod java;
 pub mod keys;
 pub mod push;
 pub mod router;
@@ -89,6 +91,8 @@ pub(crate) struct Shared {
     pub(crate) public_key: String,
     pub(crate) api_token: Option<String>,
     pub(crate) next_conn_id: AtomicU64,
+    /// Push session ids: one counter for every connection, as MPUSH's `BaseMessage.ID_SEQ`.
+    pub(crate) next_push_id: AtomicI32,
     pub(crate) active: AtomicUsize,
 }
 
@@ -154,7 +158,13 @@ impl Gateway {
         server_config.max_packet_size = c.max_packet_size;
         server_config.compress_threshold = c.compress_threshold;
         server_config.session_expire = c.session_expired_time;
-        server_config.handshake_timeout = c.handshake_timeout;
+        server_config.pre_handshake_heartbeat = c.pre_handshake_heartbeat;
+        if c.handshake_timeout.is_some() {
+            tracing::warn!(
+                "core.handshake-timeout is ignored: MPUSH closes a connection that never handshakes by its idle \
+                 check (core.pre-handshake-heartbeat, 4 checks)"
+            );
+        }
         server_config.http_proxy_enabled = config.http.proxy_enabled;
         let (store, purge): (Arc<dyn SessionStore>, _) = match options.session_store {
             Some(s) => (s, None),
@@ -179,6 +189,7 @@ impl Gateway {
             public_key: keys.public_key_base64,
             api_token: config.api.token.clone().filter(|t| !t.is_empty()),
             next_conn_id: AtomicU64::new(1),
+            next_push_id: AtomicI32::new(1),
             active: AtomicUsize::new(0),
         });
         Ok(Gateway { shared, mpush, api, purge })

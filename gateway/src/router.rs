@@ -76,12 +76,24 @@ impl Router {
     }
 
     /// Routes `user_id` (for the connection's client type) to `conn`; returns the connection
-    /// it replaces, which must be kicked.
+    /// it replaces, which must be kicked. That can be `conn` itself: a connection that fast
+    /// connected again keeps its old route while its session forgot the user, and MPUSH kicks
+    /// it when it binds that user again.
     pub fn bind(&self, user_id: &str, conn: ConnHandle, tags: Vec<String>) -> Option<ConnHandle> {
         let mut users = self.lock();
         let routes = users.entry(user_id.to_owned()).or_default();
-        let old = routes.insert(conn.client_type, Route { conn: conn.clone(), tags });
-        old.map(|r| r.conn).filter(|c| c.id != conn.id)
+        let old = routes.insert(conn.client_type, Route { conn, tags });
+        old.map(|r| r.conn)
+    }
+
+    /// Replaces the tags of `user_id`'s route through connection `id` (a re-bind of the same
+    /// user: MPUSH keeps the route and only takes the new tags).
+    pub fn set_tags(&self, user_id: &str, id: ConnId, tags: Vec<String>) {
+        if let Some(routes) = self.lock().get_mut(user_id) {
+            for r in routes.values_mut().filter(|r| r.conn.id == id) {
+                r.tags = tags.clone();
+            }
+        }
     }
 
     /// Removes the route of `user_id` if it still points to connection `id` (a newer bind
@@ -164,8 +176,8 @@ mod tests {
         assert!(r.bind("u", handle(1, ClientType::Web), vec![]).is_none());
         assert!(r.bind("u", handle(2, ClientType::Mobile), vec![]).is_none());
         assert_eq!(r.bind("u", handle(3, ClientType::Web), vec![]).map(|c| c.id), Some(1));
-        // A re-bind on the same connection kicks nobody.
-        assert!(r.bind("u", handle(3, ClientType::Web), vec![]).is_none());
+        // Binding again through the route's own connection reports that connection.
+        assert_eq!(r.bind("u", handle(3, ClientType::Web), vec![]).map(|c| c.id), Some(3));
         assert_eq!(r.lookup("u").len(), 2);
         // The kicked connection's later unbind leaves the new route alone.
         r.unbind("u", 1);
@@ -186,5 +198,8 @@ mod tests {
         assert_eq!(vip[0].0, "a");
         assert_eq!(r.select(None).len(), 2);
         assert_eq!(r.users()[0].1[0].tags, vec!["vip".to_owned(), "beta".to_owned()]);
+        r.set_tags("a", 1, split_tags(Some("gold")));
+        r.set_tags("a", 2, split_tags(Some("ignored: not this connection's route")));
+        assert_eq!(r.users()[0].1[0].tags, vec!["gold".to_owned()]);
     }
 }
