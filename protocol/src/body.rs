@@ -1,19 +1,18 @@
 //! The body pipeline around a message: encode -> compress (over a limit) -> encrypt, and the
 //! reverse, honouring the flags actually set on each packet.
 //!
-//! Compression on the way out needs the crate's `compress` feature (on by default). Without
-//! it [`seal`] never compresses, whatever the limit: the COMPRESS flag is the sender's choice
-//! and MPUSH (server and Java client alike) accepts uncompressed bodies of any size up to its
-//! max packet size. [`open`] always inflates what arrives compressed. The browser package
-//! (`mpush-client-wasm`) builds without the feature to leave the deflate code out.
+//! Compression on the way out uses `miniz_oxide`'s deflate with the crate's `compress` feature
+//! (on by default: the gateway and native clients) and the small fixed-Huffman compressor of
+//! [`crate::deflate`] without it (the browser package, where every kilobyte counts). Both write
+//! zlib streams any inflater reads; [`open`] always inflates what arrives compressed.
 
 use crate::crypto::{decompress, AesCipher, CryptoError};
 use crate::frame::Flags;
 
-/// Compresses `plain` if it is longer than `compress_over` (keeping the compressed form only
-/// when non-empty; only with the `compress` feature), then encrypts it with `cipher` if there
-/// is one. Empty bodies stay empty and unencrypted, as in MPUSH. Returns the wire body and the
-/// flags it needs.
+/// Compresses `plain` if it is longer than `compress_over` (keeping the compressed form when
+/// non-empty, as MPUSH does; without the `compress` feature only when it is smaller), then
+/// encrypts it with `cipher` if there is one. Empty bodies stay empty and unencrypted, as in
+/// MPUSH. Returns the wire body and the flags it needs.
 pub fn seal(plain: Vec<u8>, cipher: Option<&AesCipher>, compress_over: usize) -> (Vec<u8>, Flags) {
     if plain.is_empty() {
         return (plain, Flags::NONE);
@@ -37,8 +36,16 @@ fn maybe_compress(plain: Vec<u8>, compress_over: usize) -> (Vec<u8>, Flags) {
     (plain, Flags::NONE)
 }
 
+/// The small compressor's fixed codes expand incompressible data by up to 1/8, where a full
+/// deflate would fall back to stored blocks: keep the compressed form only when it is smaller.
 #[cfg(not(feature = "compress"))]
-fn maybe_compress(plain: Vec<u8>, _compress_over: usize) -> (Vec<u8>, Flags) {
+fn maybe_compress(plain: Vec<u8>, compress_over: usize) -> (Vec<u8>, Flags) {
+    if plain.len() > compress_over {
+        let z = crate::deflate::compress(&plain);
+        if z.len() < plain.len() {
+            return (z, Flags::COMPRESS);
+        }
+    }
     (plain, Flags::NONE)
 }
 
@@ -86,12 +93,26 @@ mod tests {
 
     #[cfg(not(feature = "compress"))]
     #[test]
-    fn seal_without_compress_feature_never_compresses() {
+    fn seal_without_compress_feature_uses_the_small_compressor_when_it_helps() {
         let c = AesCipher::new([3; 16], [4; 16]);
-        let (body, flags) = seal(vec![1; 5000], Some(&c), 10);
-        assert_eq!(flags, Flags::CRYPTO);
+        let (body, flags) = seal(vec![1; 5000], Some(&c), 1024);
+        assert_eq!(flags, Flags::CRYPTO | Flags::COMPRESS);
+        assert!(body.len() < 100);
         assert_eq!(open(&body, flags, Some(&c), 10_000).unwrap(), vec![1; 5000]);
-        let (body, flags) = seal(vec![1; 5000], None, 0);
-        assert_eq!((body, flags), (vec![1; 5000], Flags::NONE));
+        // At the limit: not compressed.
+        let (body, flags) = seal(vec![1; 1024], None, 1024);
+        assert_eq!((body.len(), flags), (1024, Flags::NONE));
+        // Incompressible: sent as is.
+        let mut x: u32 = 0x9E37_79B9;
+        let noise: Vec<u8> = (0..3000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let (body, flags) = seal(noise.clone(), None, 1024);
+        assert_eq!((body, flags), (noise, Flags::NONE));
     }
 }

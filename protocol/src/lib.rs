@@ -19,6 +19,7 @@
 pub mod body;
 pub mod codec;
 pub mod crypto;
+pub mod deflate;
 pub mod frame;
 pub mod message;
 
