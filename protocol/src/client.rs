@@ -1,5 +1,37 @@
-//! The client side of MPUSH as a sans-IO state machine: what the Android/Java SDK does, with
-//! time and randomness as inputs.
+//! The client side of MPUSH as a sans-IO state machine: what the Android/Java SDK
+//! (mpusher/mpush-client-java) does, with time and randomness as inputs.
+//!
+//! Where this session follows the Java client and where it deliberately does not:
+//!
+//! * **Request ids** count up from 1 per session, handshake and fast connect included, as the
+//!   Java client's message counter does. Replies are matched by id *and* by the command they
+//!   answer; the answer to a handshake or fast connect is matched by command alone (there is
+//!   only ever one in flight, and the Java client ignores the id there too).
+//! * **Outbound bodies** longer than [`ClientConfig::compress_over`] (1024) are zlib-compressed,
+//!   then encrypted. A sealed body longer than [`ClientConfig::max_outbound_body`] (MPUSH's
+//!   `mp.core.max-packet-size`, 10240) is refused with [`ClientError::PayloadTooLarge`] before
+//!   anything is sent: MPUSH would close the connection on it, and every retry would too.
+//! * **A refused handshake** (an Error naming HANDSHAKE, whatever its code but 102
+//!   REPEAT_HANDSHAKE) ends in [`RequestError::Refused`]: the Java client stops for good then,
+//!   and so should a driver, since every retry costs the server an RSA decryption and is refused
+//!   again. A wrong public key looks like this from MPUSH: it cannot decrypt the handshake and
+//!   answers Error 100 DISPATCH_ERROR naming cmd 2, then closes.
+//! * **Binding another user** first unbinds the one bound on this connection, as the Java client
+//!   does (MPUSH would otherwise answer the bind twice, "unbind success" then "bind success", on
+//!   the same request id). **Unbind** carries the user id only, as the Java client sends it.
+//! * **A bind that times out** fails its request; the user stays wanted (bound again after every
+//!   reconnect), a late "bind success" still produces [`ClientEvent::Bound`], and
+//!   [`ClientSession::bound_user`] keeps naming the user. The Java client reconnects instead; a
+//!   slow server would make that a reconnect loop.
+//! * **A kick** ends the automatic re-bind (the Java client binds again on its next reconnect).
+//!   Two tabs or two devices of the same client type would otherwise take the user from each
+//!   other at every reconnect, and pushes would go to whichever reconnected last. The
+//!   application decides: binding the user again takes it back (the session unbinds the stale
+//!   user on this connection first, because MPUSH answers a bind of the user it still holds
+//!   with "bind success" without routing it here again).
+//! * **HTTP-proxy requests** carry exactly one `readTimeout` header (matched case-insensitively,
+//!   named as MPUSH reads it). A request the server does not answer in time is answered with a
+//!   408 "Request Timeout" response, as the Java client's `HttpRequestMgr` answers it.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -9,7 +41,7 @@ use rand_core::{RngCore, SeedableRng};
 
 use crate::codec::DecodeError;
 use crate::crypto::{mix_key, AesCipher, CryptoError, RsaPublicKey};
-use crate::frame::{Command, Flags, Frame, FrameError, Packet};
+use crate::frame::{Command, Flags, Frame, FrameError, Packet, DEFAULT_MAX_BODY};
 use crate::message::{
     BindUser, ErrorCode, ErrorMessage, FastConnect, FastConnectOk, Handshake, HandshakeOk, HttpRequest, HttpResponse,
     Kick, Message, OkMessage,
@@ -19,6 +51,15 @@ use crate::wire::Wire;
 
 /// The MPUSH header `readTimeout` the server consumes for HTTP-proxy requests.
 pub const READ_TIMEOUT_HEADER: &str = "readTimeout";
+
+/// The status of the response an unanswered HTTP-proxy request resolves with (the Java
+/// client's `HttpRequestMgr`: 408 "Request Timeout", no headers, no body).
+pub const HTTP_TIMEOUT_STATUS: i32 = 408;
+
+/// MPUSH's Ok data for the implicit unbind it performs inside a bind of another user.
+const IMPLICIT_UNBIND_OK: &str = "unbind success";
+/// MPUSH's Error reason for a failed implicit unbind inside a bind (the bind goes on).
+const IMPLICIT_UNBIND_FAILED: &str = "unbind failed";
 
 /// Client settings. Build with [`ClientConfig::new`], adjust fields, and the session checks
 /// them again when it is created.
@@ -44,6 +85,10 @@ pub struct ClientConfig {
     pub max_inflated_size: usize,
     /// Outbound bodies longer than this are compressed (Java client: 1024).
     pub compress_over: usize,
+    /// Largest outbound body after compression and encryption: the server's
+    /// `mp.core.max-packet-size` (default 10240). Larger requests fail with
+    /// [`ClientError::PayloadTooLarge`] instead of being sent.
+    pub max_outbound_body: usize,
     /// Timeout of handshake, fast connect, bind, unbind and push acks, ms (default 10 s).
     pub request_timeout: u64,
     /// Default `readTimeout` for HTTP-proxy requests, ms (default 10 s).
@@ -70,6 +115,7 @@ impl ClientConfig {
             max_packet_size: 6 << 20,
             max_inflated_size: 8 << 20,
             compress_over: 1024,
+            max_outbound_body: DEFAULT_MAX_BODY,
             request_timeout: 10_000,
             http_read_timeout: 10_000,
         }
@@ -86,8 +132,11 @@ impl ClientConfig {
         if self.min_heartbeat < 2000 || self.max_heartbeat < self.min_heartbeat {
             return Err(ClientError::InvalidArgument("heartbeat bounds must satisfy 2000 <= min <= max".into()));
         }
-        if self.request_timeout == 0 || self.max_packet_size == 0 {
+        if self.request_timeout == 0 || self.max_packet_size == 0 || self.max_outbound_body == 0 {
             return Err(ClientError::InvalidArgument("timeouts and limits must be positive".into()));
+        }
+        if self.http_read_timeout == 0 || self.http_read_timeout > i32::MAX as u64 {
+            return Err(ClientError::InvalidArgument("the HTTP read timeout must be 1..=2147483647 ms".into()));
         }
         self.os_name = strip_commas(&self.os_name);
         self.os_version = strip_commas(&self.os_version);
@@ -126,6 +175,16 @@ pub enum RequestError {
     /// The server answered with an Error message.
     #[error("server error {code:?}: {}", reason.as_deref().unwrap_or(""))]
     Rejected {
+        /// MPUSH error code.
+        code: ErrorCode,
+        /// The server's reason.
+        reason: Option<String>,
+    },
+    /// The server refused the handshake (an Error naming HANDSHAKE with any code but 102, e.g.
+    /// 100 when it cannot decrypt it: a wrong public key). Retrying is refused the same way:
+    /// stop reconnecting, as the Java client does.
+    #[error("handshake refused {code:?}: {}", reason.as_deref().unwrap_or(""))]
+    Refused {
         /// MPUSH error code.
         code: ErrorCode,
         /// The server's reason.
@@ -170,9 +229,11 @@ pub enum ClientEvent {
         /// The server's code.
         code: ErrorCode,
     },
-    /// The handshake failed; the connection must be closed.
+    /// The connect attempt failed; the connection must be closed. With
+    /// [`RequestError::Refused`] the server refused the handshake: do not reconnect.
     ConnectFailed(RequestError),
-    /// A user was bound; `rebind` marks the automatic bind after a (re)connect.
+    /// A user was bound; `rebind` marks the automatic bind after a (re)connect. Also follows a
+    /// bind that had already timed out when the server's answer arrives late.
     Bound {
         /// The request.
         request: RequestId,
@@ -200,7 +261,8 @@ pub enum ClientEvent {
         /// User id in the kick.
         user_id: String,
     },
-    /// The answer to an HTTP-proxy request.
+    /// The answer to an HTTP-proxy request; a synthesized [`HTTP_TIMEOUT_STATUS`] response
+    /// when the server did not answer in time.
     HttpResponse {
         /// The request.
         request: RequestId,
@@ -266,6 +328,16 @@ pub enum ClientError {
     /// browser package).
     #[error("invalid argument: {0}")]
     InvalidArgument(Cow<'static, str>),
+    /// API misuse: the request's body, compressed and encrypted, is larger than the server
+    /// accepts ([`ClientConfig::max_outbound_body`]). Nothing was sent; the connection is
+    /// unaffected.
+    #[error("body of {size} bytes exceeds the server's limit of {max}")]
+    PayloadTooLarge {
+        /// The sealed body's size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Encrypting the handshake failed.
     #[error("handshake encryption: {0}")]
     Encrypt(CryptoError),
@@ -273,10 +345,21 @@ pub enum ClientError {
 
 #[derive(Clone, Debug)]
 enum PendingKind {
-    Handshake { client_key: [u8; 16], iv: [u8; 16] },
+    Handshake {
+        client_key: [u8; 16],
+        iv: [u8; 16],
+    },
     FastConnect,
-    Bind { user: BindUser, rebind: bool },
-    Unbind,
+    Bind {
+        user: BindUser,
+        rebind: bool,
+    },
+    /// `internal`: the unbind the session sends before binding another user (no event on
+    /// success).
+    Unbind {
+        user_id: String,
+        internal: bool,
+    },
     Http,
     PushAck,
 }
@@ -287,10 +370,15 @@ impl PendingKind {
             PendingKind::Handshake { .. } => Command::HANDSHAKE,
             PendingKind::FastConnect => Command::FAST_CONNECT,
             PendingKind::Bind { .. } => Command::BIND,
-            PendingKind::Unbind => Command::UNBIND,
+            PendingKind::Unbind { .. } => Command::UNBIND,
             PendingKind::Http => Command::HTTP_PROXY,
             PendingKind::PushAck => Command::PUSH,
         }
+    }
+
+    /// Requests MPUSH answers with an Ok message.
+    fn answered_by_ok(&self) -> bool {
+        matches!(self, PendingKind::Bind { .. } | PendingKind::Unbind { .. })
     }
 }
 
@@ -299,6 +387,8 @@ struct Pending {
     id: i32,
     kind: PendingKind,
     deadline: u64,
+    /// A bind that already failed with a timeout, kept to recognise a late answer.
+    timed_out: bool,
 }
 
 /// The client session. See the crate docs for the driving loop.
@@ -308,7 +398,13 @@ pub struct ClientSession {
     wire: Wire,
     state: ClientState,
     stored: Option<StoredSession>,
+    /// The user to bind, again after every reconnect, until unbind or a kick.
     binding: Option<BindUser>,
+    /// The user MPUSH holds in this connection's context: a Bind was sent for it and no
+    /// Unbind since.
+    server_user: Option<String>,
+    /// That user was kicked: MPUSH still holds it here but routes it to another connection.
+    kicked: bool,
     heartbeat: i32,
     read_misses: u32,
     read_deadline: u64,
@@ -338,6 +434,8 @@ impl ClientSession {
             state: ClientState::Disconnected,
             stored: None,
             binding: None,
+            server_user: None,
+            kicked: false,
             read_misses: 0,
             read_deadline: 0,
             next_id: 1,
@@ -379,7 +477,9 @@ impl ClientSession {
         self.stored = stored;
     }
 
-    /// The user the session binds (again after each reconnect), if any.
+    /// The user the session binds (again after each reconnect), if any: set by
+    /// [`ClientSession::bind`] (even while its answer is pending or after it timed out), cleared
+    /// by [`ClientSession::unbind`], a rejected bind, or a kick.
     pub fn bound_user(&self) -> Option<&str> {
         self.binding.as_ref().map(|b| b.user_id.as_str())
     }
@@ -390,14 +490,22 @@ impl ClientSession {
         id
     }
 
+    /// Forgets what belonged to the previous connection.
+    fn reset_connection(&mut self) {
+        self.wire.clear();
+        self.server_user = None;
+        self.kicked = false;
+    }
+
     /// The transport is up: queues FastConnect (with an unexpired stored session) or a
-    /// Handshake.
+    /// Handshake. Fails with [`ClientError::PayloadTooLarge`] when the configured device and
+    /// version strings make a handshake larger than the server accepts.
     pub fn handle_connected(&mut self, now: u64) -> Result<(), ClientError> {
         self.now = now;
         if self.state != ClientState::Disconnected {
             return Err(ClientError::InvalidState(self.state));
         }
-        self.wire.clear();
+        self.reset_connection();
         self.wire.last_read = now;
         self.wire.last_write = now;
         if let Some(s) = self.stored.as_ref().filter(|s| !s.is_expired(now)).cloned() {
@@ -414,6 +522,7 @@ impl ClientSession {
                 id,
                 kind: PendingKind::FastConnect,
                 deadline: now + self.config.request_timeout,
+                timed_out: false,
             });
             self.state = ClientState::FastConnecting;
             Ok(())
@@ -440,6 +549,7 @@ impl ClientSession {
             timestamp: now as i64,
         };
         let body = self.config.public_key.encrypt(&mut self.rng, &m.encode()).map_err(ClientError::Encrypt)?;
+        self.check_size(body.len())?;
         let id = self.next_request_id();
         self.wire.send_packet(now, Packet { cmd: Command::HANDSHAKE, flags: Flags::CRYPTO, session_id: id, body });
         // The HandshakeOk comes back under AES(clientKey, iv).
@@ -448,6 +558,7 @@ impl ClientSession {
             id,
             kind: PendingKind::Handshake { client_key, iv },
             deadline: now + self.config.request_timeout,
+            timed_out: false,
         });
         self.state = ClientState::Handshaking;
         Ok(())
@@ -458,18 +569,30 @@ impl ClientSession {
     pub fn handle_disconnected(&mut self, now: u64) {
         self.now = now;
         for p in std::mem::take(&mut self.pending) {
-            self.fail(p, RequestError::ConnectionLost);
+            if !p.timed_out {
+                self.fail(p, RequestError::ConnectionLost);
+            }
         }
-        self.wire.clear();
+        self.reset_connection();
         self.state = ClientState::Disconnected;
     }
 
     fn fail(&mut self, p: Pending, error: RequestError) {
+        let request = RequestId(p.id);
         match p.kind {
             PendingKind::Handshake { .. } | PendingKind::FastConnect => {
                 self.events.push_back(ClientEvent::ConnectFailed(error));
             }
-            _ => self.events.push_back(ClientEvent::RequestFailed { request: RequestId(p.id), error }),
+            PendingKind::Http if error == RequestError::Timeout => {
+                let response = HttpResponse {
+                    status_code: HTTP_TIMEOUT_STATUS,
+                    reason_phrase: Some("Request Timeout".into()),
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                };
+                self.events.push_back(ClientEvent::HttpResponse { request, response });
+            }
+            _ => self.events.push_back(ClientEvent::RequestFailed { request, error }),
         }
     }
 
@@ -514,6 +637,11 @@ impl ClientSession {
         Some(self.pending.swap_remove(i))
     }
 
+    /// The pending handshake or fast connect (whatever its id: there is only one).
+    fn connect_pending(&self, cmd: Command) -> Option<usize> {
+        self.pending.iter().position(|p| p.kind.cmd() == cmd)
+    }
+
     fn open(&self, p: &Packet) -> Result<Vec<u8>, ClientError> {
         self.wire.open(p).map_err(|source| ClientError::Crypto { cmd: p.cmd, source })
     }
@@ -523,14 +651,20 @@ impl ClientSession {
         let dec = |source| ClientError::Decode { cmd, source };
         match cmd {
             Command::HANDSHAKE => {
-                let Some(pending) = self.take_pending(p.session_id, cmd) else { return Ok(()) };
-                let PendingKind::Handshake { client_key, iv } = pending.kind else { return Ok(()) };
+                if self.state != ClientState::Handshaking {
+                    return Ok(());
+                }
+                let Some(i) = self.connect_pending(cmd) else { return Ok(()) };
+                let PendingKind::Handshake { client_key, iv } = self.pending[i].kind else { return Ok(()) };
+                // Decoded before the request is settled: on bad input it stays pending and
+                // fails as the connection closes.
                 let ok = HandshakeOk::decode(&self.open(&p)?).map_err(dec)?;
                 let server_key: [u8; 16] = ok
                     .server_key
                     .as_slice()
                     .try_into()
                     .map_err(|_| ClientError::PeerMisbehaved("HandshakeOk server key is not 16 bytes"))?;
+                self.pending.swap_remove(i);
                 let key = mix_key(&client_key, &server_key);
                 self.wire.cipher = Some(AesCipher::new(key, iv));
                 let session = StoredSession { session_id: ok.session_id, expire_time: ok.expire_time, key, iv };
@@ -540,25 +674,19 @@ impl ClientSession {
                 self.rebind(now);
             }
             Command::FAST_CONNECT => {
-                if self.take_pending(p.session_id, cmd).is_none() {
+                if self.state != ClientState::FastConnecting {
                     return Ok(());
                 }
+                let Some(i) = self.connect_pending(cmd) else { return Ok(()) };
                 let ok = FastConnectOk::decode(&self.open(&p)?).map_err(dec)?;
+                self.pending.swap_remove(i);
                 self.established(now, ok.heartbeat);
                 self.events.push_back(ClientEvent::FastConnected { heartbeat: self.heartbeat });
                 self.rebind(now);
             }
             Command::OK => {
                 let ok = OkMessage::decode(&self.open(&p)?).map_err(dec)?;
-                let Some(pending) = self.take_pending(p.session_id, ok.cmd) else { return Ok(()) };
-                let request = RequestId(pending.id);
-                match pending.kind {
-                    PendingKind::Bind { user, rebind } => {
-                        self.events.push_back(ClientEvent::Bound { request, user_id: user.user_id, rebind });
-                    }
-                    PendingKind::Unbind => self.events.push_back(ClientEvent::Unbound { request }),
-                    _ => {}
-                }
+                self.on_ok(p.session_id, ok)?;
             }
             Command::ERROR => {
                 let err = ErrorMessage::decode(&self.open(&p)?).map_err(dec)?;
@@ -576,14 +704,16 @@ impl ClientSession {
             }
             Command::KICK => {
                 let k = Kick::decode(&self.open(&p)?).map_err(dec)?;
-                // Re-binding after a kick would only kick the other connection back.
-                self.binding = None;
+                self.on_kick(&k.user_id);
                 self.events.push_back(ClientEvent::Kick { device_id: k.device_id, user_id: k.user_id });
             }
             Command::HTTP_PROXY => {
-                let Some(pending) = self.take_pending(p.session_id, cmd) else { return Ok(()) };
+                let Some(i) = self.pending.iter().position(|q| q.id == p.session_id && q.kind.cmd() == cmd) else {
+                    return Ok(());
+                };
                 let response = HttpResponse::decode(&self.open(&p)?).map_err(dec)?;
-                self.events.push_back(ClientEvent::HttpResponse { request: RequestId(pending.id), response });
+                self.pending.swap_remove(i);
+                self.events.push_back(ClientEvent::HttpResponse { request: RequestId(p.session_id), response });
             }
             // Heartbeat frames and commands a client never receives are ignored, as the Java
             // client does.
@@ -592,16 +722,60 @@ impl ClientSession {
         Ok(())
     }
 
+    fn on_ok(&mut self, id: i32, ok: OkMessage) -> Result<(), ClientError> {
+        if ok.cmd == Command::HANDSHAKE || ok.cmd == Command::FAST_CONNECT {
+            // MPUSH answers these with HandshakeOk / FastConnectOk, never with Ok.
+            if matches!(self.state, ClientState::Handshaking | ClientState::FastConnecting) {
+                return Err(ClientError::PeerMisbehaved("Ok message answering a handshake or fast connect"));
+            }
+            return Ok(());
+        }
+        if ok.cmd == Command::BIND && ok.data.as_deref() == Some(IMPLICIT_UNBIND_OK) {
+            // MPUSH unbound a user it held here before binding the new one; the bind's own
+            // answer follows with the same id.
+            return Ok(());
+        }
+        let Some(i) = self.pending.iter().position(|p| p.id == id && p.kind.cmd() == ok.cmd && p.kind.answered_by_ok())
+        else {
+            return Ok(());
+        };
+        let pending = self.pending.swap_remove(i);
+        let request = RequestId(pending.id);
+        match pending.kind {
+            PendingKind::Bind { user, rebind } => {
+                self.events.push_back(ClientEvent::Bound { request, user_id: user.user_id, rebind });
+            }
+            PendingKind::Unbind { internal: false, .. } => self.events.push_back(ClientEvent::Unbound { request }),
+            _ => {}
+        }
+        Ok(())
+    }
+
     fn on_error(&mut self, now: u64, id: i32, err: ErrorMessage) -> Result<(), ClientError> {
-        let Some(pending) = self.take_pending(id, err.cmd) else {
+        // The answer to a handshake or fast connect, whatever its id.
+        let connecting = match (self.state, err.cmd) {
+            (ClientState::Handshaking, Command::HANDSHAKE) | (ClientState::FastConnecting, Command::FAST_CONNECT) => {
+                self.connect_pending(err.cmd)
+            }
+            _ => None,
+        };
+        let found = connecting.or_else(|| self.pending.iter().position(|p| p.id == id && p.kind.cmd() == err.cmd));
+        let Some(i) = found else {
             self.events.push_back(ClientEvent::ServerError { cmd: err.cmd, code: err.code, reason: err.reason });
             return Ok(());
         };
+        if err.cmd == Command::BIND && err.reason.as_deref() == Some(IMPLICIT_UNBIND_FAILED) {
+            // MPUSH could not unbind the user it held here; it goes on with the bind and answers
+            // it with the same id.
+            return Ok(());
+        }
+        let pending = self.pending.swap_remove(i);
+        let request = RequestId(pending.id);
         let rejected = RequestError::Rejected { code: err.code, reason: err.reason.clone() };
         match pending.kind {
             PendingKind::FastConnect => {
                 // 103 expired / 104 other device (or anything else): forget the session and
-                // fall back to a full handshake on this same connection.
+                // fall back to a full handshake on this same connection, as the Java client does.
                 self.stored = None;
                 self.wire.cipher = None;
                 self.events.push_back(ClientEvent::FastConnectRefused { code: err.code });
@@ -609,15 +783,53 @@ impl ClientSession {
             }
             PendingKind::Handshake { .. } => {
                 self.state = ClientState::Closing;
-                self.events.push_back(ClientEvent::ConnectFailed(rejected));
+                // 102 answers a second handshake on one connection: a transient mix-up, not a
+                // refusal (the Java client ignores it too).
+                let error = if err.code == ErrorCode::REPEAT_HANDSHAKE {
+                    rejected
+                } else {
+                    RequestError::Refused { code: err.code, reason: err.reason }
+                };
+                self.events.push_back(ClientEvent::ConnectFailed(error));
             }
-            PendingKind::Bind { .. } => {
-                self.binding = None;
-                self.events.push_back(ClientEvent::RequestFailed { request: RequestId(pending.id), error: rejected });
+            PendingKind::Bind { user, .. } => {
+                // MPUSH closes the connection after a refused bind; binding again would be
+                // refused again.
+                if self.binding.as_ref().is_some_and(|b| b.user_id == user.user_id) {
+                    self.binding = None;
+                }
+                self.server_user = None;
+                self.events.push_back(if pending.timed_out {
+                    // Its request already failed with a timeout.
+                    ClientEvent::ServerError { cmd: err.cmd, code: err.code, reason: err.reason }
+                } else {
+                    ClientEvent::RequestFailed { request, error: rejected }
+                });
             }
-            _ => self.events.push_back(ClientEvent::RequestFailed { request: RequestId(pending.id), error: rejected }),
+            PendingKind::Unbind { user_id, .. } => {
+                // "unbind failed": MPUSH keeps the user on this connection.
+                if self.server_user.is_none() {
+                    self.server_user = Some(user_id);
+                }
+                self.events.push_back(ClientEvent::RequestFailed { request, error: rejected });
+            }
+            _ => self.events.push_back(ClientEvent::RequestFailed { request, error: rejected }),
         }
         Ok(())
+    }
+
+    fn on_kick(&mut self, user_id: &str) {
+        // A kick names the user; one for a user this connection no longer binds is stale. An
+        // empty name can only mean ours.
+        let ours = user_id.is_empty()
+            || self.server_user.as_deref() == Some(user_id)
+            || self.binding.as_ref().is_some_and(|b| b.user_id == user_id);
+        if ours {
+            // No automatic re-bind: it would only kick the other connection back (see the
+            // module docs).
+            self.binding = None;
+            self.kicked = self.server_user.is_some();
+        }
     }
 
     fn established(&mut self, now: u64, heartbeat: i32) {
@@ -638,16 +850,60 @@ impl ClientSession {
 
     fn rebind(&mut self, now: u64) {
         if let Some(user) = self.binding.clone() {
-            self.send_bind(now, user, true);
+            // The same body passed the size check when it was first bound; the new session key
+            // does not change its size.
+            if self.send_bind(now, user, true).is_err() {
+                self.binding = None;
+            }
         }
     }
 
-    fn send_bind(&mut self, now: u64, user: BindUser, rebind: bool) -> RequestId {
+    fn check_size(&self, size: usize) -> Result<(), ClientError> {
+        let max = self.config.max_outbound_body;
+        if size > max {
+            return Err(ClientError::PayloadTooLarge { size, max });
+        }
+        Ok(())
+    }
+
+    /// Seals `plain` (compressed over the limit, session-encrypted) and checks its size.
+    fn seal(&self, plain: Vec<u8>) -> Result<(Vec<u8>, Flags), ClientError> {
+        let (body, flags) = self.wire.seal(plain, true);
+        self.check_size(body.len())?;
+        Ok((body, flags))
+    }
+
+    /// Sends a sealed body under a fresh request id, and tracks the answer if `kind` says so.
+    fn send_sealed(&mut self, now: u64, cmd: Command, sealed: (Vec<u8>, Flags), kind: Option<PendingKind>) -> i32 {
         let id = self.next_request_id();
-        self.wire.send(now, Command::BIND, id, &user, Flags::NONE, true);
-        let deadline = now + self.config.request_timeout;
-        self.pending.push(Pending { id, kind: PendingKind::Bind { user, rebind }, deadline });
-        RequestId(id)
+        let (body, flags) = sealed;
+        self.wire.send_packet(now, Packet { cmd, flags, session_id: id, body });
+        if let Some(kind) = kind {
+            let deadline = now + self.config.request_timeout;
+            self.pending.push(Pending { id, kind, deadline, timed_out: false });
+        }
+        id
+    }
+
+    fn send_bind(&mut self, now: u64, user: BindUser, rebind: bool) -> Result<RequestId, ClientError> {
+        let sealed = self.seal(user.encode())?;
+        if let Some(old) = self.server_user.clone().filter(|old| *old != user.user_id || self.kicked) {
+            self.send_unbind(now, old, true);
+        }
+        self.server_user = Some(user.user_id.clone());
+        self.kicked = false;
+        Ok(RequestId(self.send_sealed(now, Command::BIND, sealed, Some(PendingKind::Bind { user, rebind }))))
+    }
+
+    /// Unbind carries the user id only, as the Java client sends it (MPUSH unbinds the user it
+    /// holds on the connection and only checks that the id is present).
+    fn send_unbind(&mut self, now: u64, user_id: String, internal: bool) -> RequestId {
+        let m = BindUser { user_id: user_id.clone(), alias: None, tags: None };
+        // A user id that passed the bind's size check cannot make a larger unbind.
+        let sealed = self.wire.seal(m.encode(), true);
+        self.server_user = None;
+        self.kicked = false;
+        RequestId(self.send_sealed(now, Command::UNBIND, sealed, Some(PendingKind::Unbind { user_id, internal })))
     }
 
     fn check_ready(&self) -> Result<(), ClientError> {
@@ -659,7 +915,8 @@ impl ClientSession {
     }
 
     /// Binds `user_id` (with optional alias and tags); it is bound again automatically after
-    /// every reconnect until [`ClientSession::unbind`] or a kick.
+    /// every reconnect until [`ClientSession::unbind`] or a kick. When another user is bound on
+    /// this connection (or this one was kicked), an Unbind for it goes out first.
     pub fn bind(
         &mut self,
         now: u64,
@@ -674,23 +931,35 @@ impl ClientSession {
         }
         let user =
             BindUser { user_id: user_id.to_owned(), alias: alias.map(str::to_owned), tags: tags.map(str::to_owned) };
-        self.binding = Some(user.clone());
-        Ok(self.send_bind(now, user, false))
+        let id = self.send_bind(now, user.clone(), false)?;
+        self.binding = Some(user);
+        Ok(id)
     }
 
-    /// Unbinds the bound user.
+    /// Unbinds the bound user. Fails with [`ClientError::NotBound`] when no user is bound,
+    /// also after a kick: the user then belongs to another connection, and an Unbind from here
+    /// could remove that connection's route (MPUSH matches routes by device id).
     pub fn unbind(&mut self, now: u64) -> Result<RequestId, ClientError> {
         self.now = now;
         self.check_ready()?;
-        let user = self.binding.take().ok_or(ClientError::NotBound)?;
-        let id = self.next_request_id();
-        self.wire.send(now, Command::UNBIND, id, &user, Flags::NONE, true);
-        self.pending.push(Pending { id, kind: PendingKind::Unbind, deadline: now + self.config.request_timeout });
-        Ok(RequestId(id))
+        if self.binding.take().is_none() {
+            return Err(ClientError::NotBound);
+        }
+        match self.server_user.clone().filter(|_| !self.kicked) {
+            Some(held) => Ok(self.send_unbind(now, held, false)),
+            None => {
+                // Nothing bound on this connection (MPUSH would fail on an Unbind then): done.
+                let request = RequestId(self.next_request_id());
+                self.events.push_back(ClientEvent::Unbound { request });
+                Ok(request)
+            }
+        }
     }
 
-    /// Sends an HTTP request for the server to perform. A `readTimeout` header (ms) is added
-    /// if missing; the request times out `request_timeout` after that.
+    /// Sends an HTTP request for the server to perform. Exactly one `readTimeout` header (ms)
+    /// is sent: the caller's (matched case-insensitively, the last one wins) or the configured
+    /// default. Without an answer `request_timeout` after that, the request resolves with a
+    /// [`HTTP_TIMEOUT_STATUS`] response.
     pub fn http_request(&mut self, now: u64, mut req: HttpRequest) -> Result<RequestId, ClientError> {
         self.now = now;
         self.check_ready()?;
@@ -701,19 +970,11 @@ impl ClientSession {
                 ["uri must be an absolute http(s) URL: ", &req.uri].concat().into(),
             ));
         }
-        let read_timeout = match req.headers.iter().find(|(k, _)| k == READ_TIMEOUT_HEADER) {
-            Some((_, v)) => v.trim().parse::<u64>().map_err(|_| {
-                ClientError::InvalidArgument(["readTimeout header is not a number: ", v].concat().into())
-            })?,
-            None => {
-                req.headers.push((READ_TIMEOUT_HEADER.to_owned(), self.config.http_read_timeout.to_string()));
-                self.config.http_read_timeout
-            }
-        };
-        let id = self.next_request_id();
-        self.wire.send(now, Command::HTTP_PROXY, id, &req, Flags::NONE, true);
+        let read_timeout = canonical_read_timeout(&mut req.headers, self.config.http_read_timeout)?;
+        let sealed = self.seal(req.encode())?;
+        let id = self.send_sealed(now, Command::HTTP_PROXY, sealed, None);
         let deadline = now + read_timeout + self.config.request_timeout;
-        self.pending.push(Pending { id, kind: PendingKind::Http, deadline });
+        self.pending.push(Pending { id, kind: PendingKind::Http, deadline, timed_out: false });
         Ok(RequestId(id))
     }
 
@@ -727,13 +988,10 @@ impl ClientSession {
         if ack == AckMode::Biz {
             return Err(ClientError::InvalidArgument("MPUSH servers never ack biz-ack upstream pushes".into()));
         }
-        let id = self.next_request_id();
-        self.wire.send_body(now, Command::PUSH, id, content, ack.flags(), true);
-        if ack == AckMode::None {
-            return Ok(None);
-        }
-        self.pending.push(Pending { id, kind: PendingKind::PushAck, deadline: now + self.config.request_timeout });
-        Ok(Some(RequestId(id)))
+        let (body, flags) = self.seal(content)?;
+        let kind = (ack == AckMode::Auto).then_some(PendingKind::PushAck);
+        let id = self.send_sealed(now, Command::PUSH, (body, flags | ack.flags()), kind);
+        Ok((ack == AckMode::Auto).then_some(RequestId(id)))
     }
 
     /// Acknowledges a push (for [`AckMode::Biz`] pushes; auto acks are sent for you).
@@ -749,7 +1007,16 @@ impl ClientSession {
         self.now = now;
         let mut i = 0;
         while i < self.pending.len() {
-            if self.pending[i].deadline <= now {
+            let p = &mut self.pending[i];
+            if p.deadline <= now && matches!(p.kind, PendingKind::Bind { .. }) {
+                // MPUSH answers in order on a connection and may still bind it: keep the entry
+                // to report a late answer; the user stays wanted for the next connect.
+                p.timed_out = true;
+                p.deadline = u64::MAX;
+                let request = RequestId(p.id);
+                self.events.push_back(ClientEvent::RequestFailed { request, error: RequestError::Timeout });
+                i += 1;
+            } else if p.deadline <= now {
                 let p = self.pending.swap_remove(i);
                 if matches!(p.kind, PendingKind::Handshake { .. } | PendingKind::FastConnect) {
                     self.state = ClientState::Closing;
@@ -778,7 +1045,7 @@ impl ClientSession {
 
     /// When to call [`ClientSession::handle_timeout`] next, if ever.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let requests = self.pending.iter().map(|p| p.deadline).min();
+        let requests = self.pending.iter().filter(|p| !p.timed_out).map(|p| p.deadline).min();
         let timers = (self.state == ClientState::Ready)
             .then(|| self.read_deadline.min(self.wire.last_write + self.write_idle_period()));
         match (requests, timers) {
@@ -803,5 +1070,54 @@ impl ClientSession {
             }
         }
         Some(e)
+    }
+}
+
+/// Leaves exactly one `readTimeout` header, named as MPUSH reads it, at the place of the first
+/// one the caller gave in any letter case (browsers lower-case header names), with the value of
+/// the last one; adds the default if there is none. Returns the timeout in ms.
+fn canonical_read_timeout(headers: &mut Vec<(String, String)>, default: u64) -> Result<u64, ClientError> {
+    let is_it = |k: &str| k.trim().eq_ignore_ascii_case(READ_TIMEOUT_HEADER);
+    let Some(first) = headers.iter().position(|(k, _)| is_it(k)) else {
+        headers.push((READ_TIMEOUT_HEADER.to_owned(), default.to_string()));
+        return Ok(default);
+    };
+    let value = headers.iter().rev().find(|(k, _)| is_it(k)).map(|(_, v)| v.trim().to_owned()).unwrap_or_default();
+    // MPUSH falls back to its own default for anything but a positive int: refuse those.
+    let ms = value.parse::<u64>().ok().filter(|ms| (1..=i32::MAX as u64).contains(ms)).ok_or_else(|| {
+        ClientError::InvalidArgument(
+            ["readTimeout header must be 1..=2147483647 milliseconds, not ", &value].concat().into(),
+        )
+    })?;
+    let mut i = 0;
+    headers.retain(|(k, _)| {
+        i += 1;
+        i - 1 == first || !is_it(k)
+    });
+    headers[first] = (READ_TIMEOUT_HEADER.to_owned(), value);
+    Ok(ms)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn read_timeout_header_is_made_canonical() {
+        let mut a = h(&[("a", "1")]);
+        assert_eq!(canonical_read_timeout(&mut a, 10_000), Ok(10_000));
+        assert_eq!(a, h(&[("a", "1"), ("readTimeout", "10000")]));
+        let mut b = h(&[("readtimeout", "5000"), ("b", "2"), ("READTIMEOUT", " 7000 ")]);
+        assert_eq!(canonical_read_timeout(&mut b, 10_000), Ok(7000));
+        assert_eq!(b, h(&[("readTimeout", "7000"), ("b", "2")]));
+        for bad in ["0", "-1", "5000, 3000", "", "2147483648"] {
+            let mut c = h(&[("readTimeout", bad)]);
+            assert!(matches!(canonical_read_timeout(&mut c, 1), Err(ClientError::InvalidArgument(_))), "{bad}");
+        }
     }
 }

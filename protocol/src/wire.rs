@@ -55,9 +55,15 @@ impl Wire {
         extra: Flags,
         encrypt: bool,
     ) {
-        let cipher = if encrypt { self.cipher.as_ref() } else { None };
-        let (body, flags) = body::seal(plain, cipher, self.compress_over);
+        let (body, flags) = self.seal(plain, encrypt);
         self.send_packet(now, Packet { cmd, flags: flags | extra, session_id, body });
+    }
+
+    /// The wire body of `plain` and its flags, without sending it (so its size can be checked
+    /// first).
+    pub(crate) fn seal(&self, plain: Vec<u8>, encrypt: bool) -> (Vec<u8>, Flags) {
+        let cipher = if encrypt { self.cipher.as_ref() } else { None };
+        body::seal(plain, cipher, self.compress_over)
     }
 
     /// Queues a body sent as-is (no compression, no encryption).
