@@ -103,6 +103,27 @@ else
   [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || die "chromium/chromedriver not installed"
 fi
 
+# --- Java side of the real-MPUSH interop suite (tests/real-mpush) ------------------------
+# OpenJDK 17 and Maven come with the machine; MPUSH 0.8.0's jars come from Maven Central
+# (tests/real-mpush/build.sh). Redis for MPUSH's sessions and routes comes from Debian.
+command -v java >/dev/null || die "java not found: tests/real-mpush needs OpenJDK 17 (apt-get install openjdk-17-jdk-headless)"
+command -v javac >/dev/null || die "javac not found: tests/real-mpush needs a JDK, not only a JRE (openjdk-17-jdk-headless)"
+command -v mvn >/dev/null || die "mvn not found: tests/real-mpush needs Maven 3 (apt-get install maven)"
+say "java, maven" "present ($(java -version 2>&1 | awk -F'"' '/version/ { print $2; exit }'), $(mvn -B -v 2>/dev/null | awk '/Apache Maven/ { print $3; exit }'))"
+if command -v redis-server >/dev/null; then
+  say "redis-server" "present ($(redis-server --version | awk '{ print $3 }' | sed 's/^v=//'))"
+else
+  say "redis-server" "installing from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  # Wait for another apt/dpkg run (e.g. a package install already under way) instead of failing.
+  apt_install() { $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$@" >/dev/null 2>&1; }
+  apt_install redis-server || {
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
+    apt_install redis-server
+  }
+  command -v redis-server >/dev/null || die "redis-server not installed"
+fi
+
 # --- npm dev tooling at the repository root (binaryen, playwright-core, ...) ----------
 if [ -f package.json ]; then
   command -v npm >/dev/null || die "npm not found"
