@@ -66,10 +66,20 @@ export interface MPushClientOptions {
   storageKey?: string;
   /** Reconnect with backoff (default `{ minDelay: 500, maxDelay: 20000 }`), or `false` for never. */
   reconnect?: ReconnectOptions | boolean;
-  /** Timeout of bind, unbind, acked pushes and the handshake, ms. Default 10000. */
+  /**
+   * Timeout of bind, unbind, acked pushes and the handshake, ms; also the time a `fetch` waits
+   * beyond its `readTimeout`. Default 10000.
+   */
   requestTimeout?: number;
   /** Time allowed for opening the WebSocket plus handshake, ms. Default 10000. */
   connectTimeout?: number;
+  /**
+   * The server's `mp.core.max-packet-size`: the largest body the client sends, in bytes, after
+   * compression (bodies over 1024 bytes are zlib-compressed) and encryption. Larger pushes,
+   * binds and `fetch` requests reject with `PAYLOAD_TOO_LARGE` without being sent (MPUSH would
+   * close the connection on them). Default 10240, at least 1024.
+   */
+  maxPacketSize?: number;
 }
 
 /** Result of `connect()` and payload of the "connect" event. */
@@ -87,7 +97,11 @@ export interface BindInfo {
   rebind: boolean;
 }
 
-/** Payload of the "kick" event: another connection bound the same user. */
+/**
+ * Payload of the "kick" event: another connection bound the same user. The connection stays
+ * open; the user is no longer bound here, and is not bound again after reconnects until you
+ * call `bind()` (which takes it back, kicking the other connection).
+ */
 export interface KickInfo {
   deviceId: string;
   userId: string;
@@ -112,14 +126,21 @@ export type MPushErrorCode =
   | "CLOSED"
   | "PROTOCOL_ERROR"
   | "HTTP_METHOD_UNSUPPORTED"
-  | "UNSUPPORTED";
+  | "UNSUPPORTED"
+  | "PAYLOAD_TOO_LARGE"
+  | "HANDSHAKE_REFUSED";
 
 /** Every error this package throws or rejects with is an `Error` with `name` "MPushError". */
 export interface MPushError extends Error {
   name: "MPushError";
   code: MPushErrorCode;
-  /** MPUSH's error code, for `SERVER_ERROR` (e.g. 1 offline, 103 session expired). */
+  /**
+   * MPUSH's error code, for `SERVER_ERROR` and `HANDSHAKE_REFUSED` (e.g. 1 offline, 101
+   * unsupported command, 100 for a handshake the server could not decrypt: a wrong `publicKey`).
+   */
   serverCode?: number;
+  /** MPUSH's reason text, when the server sent one (`SERVER_ERROR`, `HANDSHAKE_REFUSED`). */
+  serverReason?: string;
 }
 
 /** The stable error codes, as a frozen list. */
@@ -164,7 +185,11 @@ export interface MPushFetchInit {
   method?: "GET" | "POST" | "PUT" | "DELETE" | "get" | "post" | "put" | "delete";
   headers?: HeadersInit;
   body?: string | ArrayBuffer | ArrayBufferView | URLSearchParams | null;
-  /** How long the server waits for the upstream answer, ms (MPUSH `readTimeout`; default 10000). */
+  /**
+   * How long the server waits for the upstream answer, ms (MPUSH's `readTimeout` header, which
+   * it replaces; default 10000). Without any answer `requestTimeout` after that, the promise
+   * resolves with a 408 "Request Timeout" `Response`, as the Java client answers.
+   */
   timeout?: number;
 }
 
@@ -182,19 +207,28 @@ export class MPushClient {
   off<K extends keyof MPushEventMap>(event: K, listener: (payload: MPushEventMap[K]) => void): void;
   /**
    * Connects and keeps the connection (reconnecting with backoff, fast connect, re-bind).
-   * Resolves once a session is established; rejects on `close()`, or when the attempt fails
-   * and `reconnect` is false.
+   * Resolves once a session is established; rejects on `close()`, when the attempt fails and
+   * `reconnect` is false, or with `HANDSHAKE_REFUSED` when the server refuses the handshake
+   * (no more retries then: the state goes to "closed").
    */
   connect(): Promise<ConnectInfo>;
-  /** Binds a user; bound again automatically after reconnects until `unbind()` or a kick. */
+  /**
+   * Binds a user; bound again automatically after reconnects until `unbind()` or a kick.
+   * Another user bound on this connection is unbound first. Rejects with `TIMEOUT` when the
+   * server does not answer in time; the user stays wanted (bound again on the next connect)
+   * and a late answer still fires "bind".
+   */
   bind(userId: string, tags?: string | null, alias?: string | null): Promise<BindInfo>;
-  /** Unbinds the bound user (`NOT_BOUND` if there is none). */
+  /** Unbinds the bound user (`NOT_BOUND` if there is none, also after a kick). */
   unbind(): Promise<void>;
   /** Pushes bytes or UTF-8 text to the server. */
   push(content: string | ArrayBuffer | ArrayBufferView, options?: PushOptions): Promise<void>;
   /** Acknowledges a "biz" push by id (throws `NOT_CONNECTED` without a connection). */
   ack(pushId: number): void;
-  /** An HTTP request the MPUSH server performs for you, answered with a real `Response`. */
+  /**
+   * An HTTP request the MPUSH server performs for you, answered with a real `Response`; a 408
+   * one when no answer arrives in time (see `MPushFetchInit.timeout`).
+   */
   fetch(input: string | URL, init?: MPushFetchInit): Promise<Response>;
   /** Closes and stops reconnecting; the stored session is kept for the next `connect()`. */
   close(): void;

@@ -19,6 +19,8 @@ export const ERROR_CODES = Object.freeze([
   "PROTOCOL_ERROR",
   "HTTP_METHOD_UNSUPPORTED",
   "UNSUPPORTED",
+  "PAYLOAD_TOO_LARGE",
+  "HANDSHAKE_REFUSED",
 ]);
 
 /** Whether `e` is an error raised by this package (optionally with the given code). */

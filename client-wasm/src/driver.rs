@@ -172,6 +172,9 @@ pub struct Driver {
     heartbeat: Option<i32>,
     last_fast: bool,
     last_error: Option<JsValue>,
+    /// The last attempt failed in a way a retry cannot fix (the server refused the handshake):
+    /// when its connection is gone, give up instead of reconnecting.
+    fatal: bool,
     closing_reason: &'static str,
     waiters: Vec<(Function, Function)>,
     requests: Vec<Request>,
@@ -192,6 +195,7 @@ impl Driver {
         config.min_heartbeat = opts.min_heartbeat;
         config.max_heartbeat = opts.max_heartbeat;
         config.request_timeout = opts.request_timeout;
+        config.max_outbound_body = opts.max_packet_size;
         let mut seed = [0u8; 32];
         getrandom::getrandom(&mut seed)
             .map_err(|_| js_error(ErrorCode::Unsupported, "crypto.getRandomValues is not available"))?;
@@ -231,6 +235,7 @@ impl Driver {
                 heartbeat: None,
                 last_fast: false,
                 last_error: None,
+                fatal: false,
                 closing_reason: "connection closed",
                 waiters: Vec::new(),
                 requests: Vec::new(),
@@ -289,6 +294,7 @@ impl Driver {
                 b.reset();
             }
             self.last_error = None;
+            self.fatal = false;
             self.set_state(State::Connecting);
             self.open_socket();
         } else if self.socket.is_none() && !self.suspended {
@@ -464,6 +470,7 @@ impl Driver {
             return;
         }
         match &mut self.reconnect {
+            _ if self.fatal => self.give_up(),
             _ if self.suspended => self.set_state(State::Reconnecting),
             None => self.give_up(),
             Some(b) => {
@@ -500,7 +507,12 @@ impl Driver {
         match self.session.handle_connected(t as u64) {
             Ok(()) => self.set_state(State::Handshaking),
             Err(e) => {
-                self.fire("error", client_error(&e));
+                // The options make a handshake the server cannot take (device id and version
+                // strings over maxPacketSize): retrying cannot help.
+                let e = client_error(&e);
+                self.fire("error", e.clone());
+                self.last_error = Some(e);
+                self.fatal = true;
                 self.drop_socket("handshake failed");
             }
         }
@@ -577,6 +589,12 @@ impl Driver {
             ClientEvent::FastConnectRefused { .. } => self.storage.remove(&self.session_key),
             ClientEvent::ConnectFailed(err) => {
                 self.closing_reason = "connect failed";
+                if matches!(err, RequestError::Refused { .. }) {
+                    // Every retry would be refused too, at the cost of an RSA decryption on the
+                    // server: stop, as the Java client does (connect() rejects, state "closed").
+                    self.closing_reason = "handshake refused";
+                    self.fatal = true;
+                }
                 if err != RequestError::ConnectionLost {
                     let e = request_error(&err);
                     self.fire("error", e.clone());

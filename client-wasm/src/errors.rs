@@ -31,6 +31,12 @@ pub enum ErrorCode {
     HttpMethodUnsupported,
     /// The browser lacks something the client needs (WebSocket, crypto.getRandomValues).
     Unsupported,
+    /// The request's body, compressed and encrypted, is larger than the server accepts
+    /// (`maxPacketSize`); nothing was sent and the connection is unaffected.
+    PayloadTooLarge,
+    /// The server refused the handshake (see `serverCode`; 100 is what MPUSH answers when it
+    /// cannot decrypt the handshake: a wrong `publicKey`). The client stopped reconnecting.
+    HandshakeRefused,
 }
 
 impl ErrorCode {
@@ -48,6 +54,8 @@ impl ErrorCode {
             ErrorCode::ProtocolError => "PROTOCOL_ERROR",
             ErrorCode::HttpMethodUnsupported => "HTTP_METHOD_UNSUPPORTED",
             ErrorCode::Unsupported => "UNSUPPORTED",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::HandshakeRefused => "HANDSHAKE_REFUSED",
         }
     }
 }
@@ -61,17 +69,38 @@ pub fn js_error(code: ErrorCode, message: &str) -> JsValue {
     e.into()
 }
 
-/// A `SERVER_ERROR` carrying MPUSH's error code as `serverCode`.
-pub fn server_error(server_code: u8, reason: Option<&str>) -> JsValue {
-    let mut msg = String::from("server error ");
+/// Sets `serverCode` and `serverReason` (MPUSH's error code and reason text).
+fn with_server_fields(e: JsValue, server_code: u8, reason: Option<&str>) -> JsValue {
+    let _ = Reflect::set(&e, &"serverCode".into(), &JsValue::from(server_code));
+    let _ = Reflect::set(&e, &"serverReason".into(), &reason.map_or(JsValue::UNDEFINED, JsValue::from));
+    e
+}
+
+/// "`prefix` `code`: `reason`".
+fn describe_server(prefix: &str, server_code: u8, reason: Option<&str>) -> String {
+    let mut msg = String::from(prefix);
     msg.push_str(&server_code.to_string());
     if let Some(r) = reason.filter(|r| !r.is_empty()) {
         msg.push_str(": ");
         msg.push_str(r);
     }
-    let e = js_error(ErrorCode::ServerError, &msg);
-    let _ = Reflect::set(&e, &"serverCode".into(), &JsValue::from(server_code));
-    e
+    msg
+}
+
+/// A `SERVER_ERROR` carrying MPUSH's error code as `serverCode`.
+pub fn server_error(server_code: u8, reason: Option<&str>) -> JsValue {
+    let e = js_error(ErrorCode::ServerError, &describe_server("server error ", server_code, reason));
+    with_server_fields(e, server_code, reason)
+}
+
+/// A `HANDSHAKE_REFUSED` carrying MPUSH's error code and reason.
+pub fn handshake_refused(server_code: u8, reason: Option<&str>) -> JsValue {
+    let mut msg = describe_server("the server refused the handshake: error ", server_code, reason);
+    if server_code == 100 {
+        // MPUSH's dispatcher answers an undecryptable handshake with DISPATCH_ERROR.
+        msg.push_str(" (is publicKey the server's key?)");
+    }
+    with_server_fields(js_error(ErrorCode::HandshakeRefused, &msg), server_code, reason)
 }
 
 /// Maps a failed request.
@@ -79,6 +108,7 @@ pub fn request_error(e: &RequestError) -> JsValue {
     match e {
         RequestError::Timeout => js_error(ErrorCode::Timeout, "request timed out"),
         RequestError::Rejected { code, reason } => server_error(code.0, reason.as_deref()),
+        RequestError::Refused { code, reason } => handshake_refused(code.0, reason.as_deref()),
         RequestError::ConnectionLost => js_error(ErrorCode::ConnectionLost, "connection lost"),
         _ => js_error(ErrorCode::ProtocolError, "request failed"),
     }
@@ -96,6 +126,14 @@ pub fn client_error_message(e: &ClientError) -> String {
         ClientError::Crypto { .. } => "could not decrypt or inflate a packet from the server".into(),
         ClientError::Decode { .. } => "malformed message from the server".into(),
         ClientError::Encrypt(_) => "could not encrypt the handshake".into(),
+        ClientError::PayloadTooLarge { size, max } => [
+            "the body is ",
+            &(*size as u64).to_string(),
+            " bytes compressed and encrypted; the server accepts at most ",
+            &(*max as u64).to_string(),
+            " (maxPacketSize)",
+        ]
+        .concat(),
         _ => "protocol error".into(),
     }
 }
@@ -106,6 +144,7 @@ pub fn client_error(e: &ClientError) -> JsValue {
         ClientError::NotReady(_) | ClientError::InvalidState(_) => ErrorCode::NotConnected,
         ClientError::NotBound => ErrorCode::NotBound,
         ClientError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+        ClientError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
         _ => ErrorCode::ProtocolError,
     };
     js_error(code, &client_error_message(e))
@@ -144,5 +183,25 @@ mod tests {
         let e = client_error(&ClientError::NotReady(ClientState::Disconnected));
         assert_eq!(code_of(&e).as_deref(), Some("NOT_CONNECTED"));
         assert_eq!(code_of(&client_error(&ClientError::NotBound)).as_deref(), Some("NOT_BOUND"));
+        let e = client_error(&ClientError::PayloadTooLarge { size: 20_016, max: 10_240 });
+        assert_eq!(code_of(&e).as_deref(), Some("PAYLOAD_TOO_LARGE"));
+        let e: js_sys::Error = e.unchecked_into();
+        assert!(String::from(e.message()).contains("20016"), "{:?}", e.message());
+    }
+
+    #[wasm_bindgen_test]
+    fn a_refused_handshake_carries_the_server_code_and_reason() {
+        let e = request_error(&RequestError::Refused {
+            code: ServerCode::DISPATCH_ERROR,
+            reason: Some("handle message error".into()),
+        });
+        assert_eq!(code_of(&e).as_deref(), Some("HANDSHAKE_REFUSED"));
+        assert_eq!(Reflect::get(&e, &"serverCode".into()).unwrap().as_f64(), Some(100.0));
+        assert_eq!(
+            Reflect::get(&e, &"serverReason".into()).unwrap().as_string().as_deref(),
+            Some("handle message error")
+        );
+        let msg = String::from(e.unchecked_into::<js_sys::Error>().message());
+        assert!(msg.contains("100") && msg.contains("publicKey"), "{msg}");
     }
 }

@@ -88,7 +88,8 @@ pub fn body_bytes(v: &JsValue) -> Result<Vec<u8>, JsValue> {
 }
 
 /// Builds the MPUSH request from `fetch(input, init)` arguments. `init.timeout` (ms) becomes
-/// the server's `readTimeout`.
+/// the server's `readTimeout`, replacing a `readTimeout` header in any letter case (the session
+/// sends exactly one, named as MPUSH reads it).
 pub fn build_request(input: &JsValue, init: &JsValue) -> Result<HttpRequest, JsValue> {
     let uri = request_url(input)?;
     let method_name = field(init, "method").as_string().unwrap_or_else(|| "GET".into());
@@ -109,7 +110,8 @@ pub fn build_request(input: &JsValue, init: &JsValue) -> Result<HttpRequest, JsV
     if !timeout.is_undefined() && !timeout.is_null() {
         match timeout.as_f64() {
             Some(t) if t.is_finite() && t >= 1.0 => {
-                headers.retain(|(k, _)| k != READ_TIMEOUT_HEADER);
+                // `Headers` lower-cases names: a caller's "readTimeout" arrives as "readtimeout".
+                headers.retain(|(k, _)| !k.eq_ignore_ascii_case(READ_TIMEOUT_HEADER));
                 headers.push((READ_TIMEOUT_HEADER.into(), (t.floor() as u64).to_string()));
             }
             _ => return Err(invalid("fetch: timeout must be a positive number of milliseconds")),
@@ -168,6 +170,10 @@ mod tests {
         assert!(r.headers.contains(&("x-a".into(), "1".into())));
         assert!(r.headers.contains(&("content-type".into(), "text/plain;charset=UTF-8".into())));
         assert!(r.headers.contains(&("readTimeout".into(), "2500".into())));
+        // A readTimeout header (lower-cased by Headers) gives way to init.timeout: one remains.
+        let r = req("'http://a'", "{ headers: { readTimeout: '9000', 'X-B': '2' }, timeout: 1500 }").unwrap();
+        let rt: Vec<_> = r.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("readtimeout")).collect();
+        assert_eq!(rt, vec![&("readTimeout".to_string(), "1500".to_string())]);
         let r = req("'http://a'", "{ method: 'PUT', headers: [['a','b']], body: new Uint8Array([1,2,3]).subarray(1) }")
             .unwrap();
         assert_eq!((r.method, r.body.clone()), (HttpMethod::Put, vec![2, 3]));

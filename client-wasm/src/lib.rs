@@ -89,13 +89,15 @@ impl MPushClient {
     }
 
     /// Connects (and keeps reconnecting); resolves with `{ fast, heartbeat }` after the
-    /// handshake or fast connect. Rejects on `close()`, or when the attempt fails and
-    /// reconnecting is off.
+    /// handshake or fast connect. Rejects on `close()`, when the attempt fails and
+    /// reconnecting is off, or with `HANDSHAKE_REFUSED` (no more retries) when the server
+    /// refuses the handshake.
     pub fn connect(&self) -> Promise {
         self.call(Driver::connect)
     }
 
-    /// Binds a user (re-bound automatically after reconnects until `unbind` or a kick).
+    /// Binds a user (re-bound automatically after reconnects until `unbind` or a kick); another
+    /// user bound on this connection is unbound first.
     pub fn bind(&self, user_id: String, tags: Option<String>, alias: Option<String>) -> Promise {
         self.call(|d| d.bind(&user_id, tags, alias))
     }

@@ -48,6 +48,9 @@ pub struct Options {
     pub request_timeout: u64,
     /// Time allowed for opening the WebSocket plus handshake or fast connect, ms.
     pub connect_timeout: u64,
+    /// Largest body the client sends, after compression and encryption: the server's
+    /// `mp.core.max-packet-size`.
+    pub max_packet_size: usize,
 }
 
 fn invalid(name: &str, what: &str) -> JsValue {
@@ -86,6 +89,20 @@ fn non_empty(v: Option<String>) -> Option<String> {
 }
 
 const MAX_TIMEOUT: f64 = 2_147_483_647.0;
+
+/// `maxPacketSize`: bytes, default MPUSH's `mp.core.max-packet-size` (10240). At least 1024:
+/// a handshake is 128 bytes per 117 of its fields, and the limit is a server setting, not a
+/// way to forbid requests.
+fn max_packet_size(obj: &JsValue) -> Result<usize, JsValue> {
+    let v = field(obj, "maxPacketSize");
+    if v.is_undefined() || v.is_null() {
+        return Ok(mpush_protocol::frame::DEFAULT_MAX_BODY);
+    }
+    match v.as_f64() {
+        Some(n) if n.is_finite() && (1024.0..=MAX_TIMEOUT).contains(&n) => Ok(n.floor() as usize),
+        _ => Err(invalid("maxPacketSize", "must be a number of bytes in 1024..2147483647")),
+    }
+}
 
 impl Options {
     /// Reads and checks the options object.
@@ -159,6 +176,7 @@ impl Options {
             reconnect,
             request_timeout: opt_ms(obj, "requestTimeout", 1.0, MAX_TIMEOUT)?.unwrap_or(10_000.0) as u64,
             connect_timeout: opt_ms(obj, "connectTimeout", 1.0, MAX_TIMEOUT)?.unwrap_or(10_000.0) as u64,
+            max_packet_size: max_packet_size(obj)?,
         })
     }
 }
@@ -190,6 +208,7 @@ mod tests {
         assert_eq!(o.reconnect, Some((500.0, 20_000.0)));
         assert_eq!(o.request_timeout, 10_000);
         assert_eq!(o.storage_key, "mpush:");
+        assert_eq!(o.max_packet_size, 10_240);
         assert!(o.device_id.is_none() && o.user_id.is_none());
     }
 
@@ -202,6 +221,7 @@ mod tests {
         assert_eq!(o.reconnect, Some((100.0, 20_000.0)));
         assert_eq!(o.request_timeout, 5000);
         assert_eq!(opts("reconnect: false").unwrap().reconnect, None);
+        assert_eq!(opts("maxPacketSize: 65536").unwrap().max_packet_size, 65_536);
     }
 
     #[wasm_bindgen_test]
@@ -224,6 +244,8 @@ mod tests {
             "storage: 'disk'",
             "tags: 'x'",
             "osVersion: 7",
+            "maxPacketSize: 100",
+            "maxPacketSize: 'big'",
         ] {
             assert_eq!(code(opts(bad)), "INVALID_OPTION", "{bad}");
         }

@@ -300,3 +300,92 @@ async fn an_online_event_probes_a_healthy_connection_without_dropping_it() {
     assert_eq!(client.state(), "ready");
     client.close();
 }
+
+#[wasm_bindgen_test]
+async fn binding_another_user_moves_the_pushes_to_it() {
+    let e = live_env!();
+    let client = MPushClient::new(options(&e, &map_store(), "")).unwrap();
+    wait(client.connect()).await.unwrap();
+    let (a, b) = (unique("live-a"), unique("live-b"));
+    wait(client.bind(a.clone(), None, None)).await.unwrap();
+    let bound = wait(client.bind(b.clone(), None, None)).await.unwrap();
+    assert_eq!(get(&bound, "userId").as_string().as_deref(), Some(b.as_str()));
+    // The first user was unbound first: it is offline now.
+    assert_ne!(first_result(&push_api(&e, &a, "to a", "none").await), "success");
+    let (f, p) = next_event(&client, "push", 5000, "");
+    let r = push_api(&e, &b, "to b", "auto").await;
+    wait(p).await.unwrap();
+    client.off("push", &f);
+    assert_eq!(first_result(&r), "success");
+    client.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_kicked_client_does_not_take_the_user_back_until_it_binds_again() {
+    let e = live_env!();
+    let user = unique("live-kb");
+    let first = MPushClient::new(options(&e, &map_store(), "")).unwrap();
+    wait(first.connect()).await.unwrap();
+    wait(first.bind(user.clone(), None, None)).await.unwrap();
+    let second = MPushClient::new(options(&e, &map_store(), "")).unwrap();
+    wait(second.connect()).await.unwrap();
+    expect_event(&first, "kick", 5000, "", async {
+        wait(second.bind(user.clone(), None, None)).await.unwrap();
+    })
+    .await;
+    let e2 = wait(first.unbind()).await.unwrap_err();
+    assert_eq!(get(&e2, "code").as_string().as_deref(), Some("NOT_BOUND"));
+
+    // The first client reconnects (the proxy drops it on a text frame): no re-bind, so the
+    // second keeps the user and is not kicked back.
+    let kicks = Array::new();
+    let k2 = kicks.clone();
+    let rec = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| {
+        k2.push(&v);
+    });
+    second.on("kick", rec.as_ref().unchecked_ref::<Function>().clone()).unwrap();
+    expect_event(&first, "connect", 10_000, "", async { first.debug_send_text("drop me") }).await;
+    sleep(300).await;
+    assert_eq!(kicks.length(), 0, "the reconnect must not take the user back");
+    let (f, p) = next_event(&second, "push", 5000, "");
+    let r = push_api(&e, &user, "still second", "auto").await;
+    wait(p).await.unwrap();
+    second.off("push", &f);
+    assert_eq!(first_result(&r), "success");
+
+    // An explicit bind takes it back: the second is kicked, pushes go to the first.
+    expect_event(&second, "kick", 5000, "", async {
+        wait(first.bind(user.clone(), None, None)).await.unwrap();
+    })
+    .await;
+    let (f, p) = next_event(&first, "push", 5000, "");
+    let r = push_api(&e, &user, "first again", "auto").await;
+    wait(p).await.unwrap();
+    first.off("push", &f);
+    assert_eq!(first_result(&r), "success");
+    first.close();
+    second.close();
+}
+
+#[wasm_bindgen_test]
+async fn large_bodies_reach_the_gateway_compressed() {
+    let e = live_env!();
+    let client = MPushClient::new(options(&e, &map_store(), "")).unwrap();
+    wait(client.connect()).await.unwrap();
+    // ~45 KB of JSON, over the 10240-byte packet limit unless compressed.
+    let json: String = (0..600)
+        .map(|i| ["{\"id\":", &i.to_string(), ",\"text\":\"notification number ", &i.to_string(), "\"},"].concat())
+        .collect();
+    wait(client.push(json.clone().into(), js("{ ack: 'auto' }"))).await.unwrap();
+    assert_eq!(client.state(), "ready");
+    if let Some(echo) = option_env!("MPUSH_TEST_ECHO_URL") {
+        let init = js("{ method: 'POST', timeout: 3000 }");
+        Reflect::set(&init, &"body".into(), &json.clone().into()).unwrap();
+        let resp: web_sys::Response = wait(client.fetch(echo.into(), init)).await.unwrap().unchecked_into();
+        assert_eq!(resp.status(), 200);
+        // The echo service returns the body it received as a string (it is not valid JSON).
+        let echoed = wait(resp.json().unwrap()).await.unwrap();
+        assert_eq!(get(&echoed, "body").as_string().as_deref(), Some(json.as_str()));
+    }
+    client.close();
+}
