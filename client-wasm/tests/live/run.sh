@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the client-wasm browser tests LIVE: starts mpush-proxy in embedded mode (in-process
-# mpush-gateway) and a CORS shim for its push API on 127.0.0.1, bakes their addresses into the
-# test build (MPUSH_TEST_* are read with option_env!), and runs wasm-pack test in Chromium.
+# mpush-gateway), a CORS shim for its push API and a scripted fake MPUSH server
+# (fake-mpush.mjs) on 127.0.0.1, bakes their addresses into the test build (MPUSH_TEST_* are
+# read with option_env!), and runs wasm-pack test in Chromium.
 #
 # Usage: client-wasm/tests/live/run.sh   (MPUSH_PROXY_BIN overrides target/debug/mpush-proxy)
 set -euo pipefail
@@ -31,10 +32,15 @@ node "$ROOT/client-wasm/tests/live/cors-shim.mjs" "$BASE/api" >"$TMP/shim.port" 
 PIDS+=($!)
 for _ in $(seq 50); do [ -s "$TMP/shim.port" ] && break; sleep 0.1; done
 
+node "$ROOT/client-wasm/tests/live/fake-mpush.mjs" >"$TMP/fake.port" &
+PIDS+=($!)
+for _ in $(seq 50); do [ -s "$TMP/fake.port" ] && break; sleep 0.1; done
+
 cfg() { node -e "console.log(require('$TMP/config.json')['$1'])"; }
 export MPUSH_TEST_WS_URL="ws://127.0.0.1:$PORT$(cfg wsPath)"
 export MPUSH_TEST_PUBLIC_KEY=$(cfg publicKey)
 export MPUSH_TEST_API_URL="http://127.0.0.1:$(cat "$TMP/shim.port")"
 export MPUSH_TEST_ECHO_URL=$(cfg echoUrl)
-echo "live: ws $MPUSH_TEST_WS_URL, api $MPUSH_TEST_API_URL, echo $MPUSH_TEST_ECHO_URL"
+export MPUSH_TEST_FAKE_URL="127.0.0.1:$(cat "$TMP/fake.port")"
+echo "live: ws $MPUSH_TEST_WS_URL, api $MPUSH_TEST_API_URL, echo $MPUSH_TEST_ECHO_URL, fake $MPUSH_TEST_FAKE_URL"
 wasm-pack test --headless --chrome client-wasm "$@"
