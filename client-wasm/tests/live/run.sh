@@ -36,6 +36,9 @@ node "$ROOT/client-wasm/tests/live/fake-mpush.mjs" >"$TMP/fake.port" &
 PIDS+=($!)
 for _ in $(seq 50); do [ -s "$TMP/fake.port" ] && break; sleep 0.1; done
 
+# tests/live_silent.rs: a second proxy whose upstream can go silent (MPUSH_TEST_SILENT_*).
+. "$ROOT/client-wasm/tests/live/silent-stack.sh"
+
 cfg() { node -e "console.log(require('$TMP/config.json')['$1'])"; }
 export MPUSH_TEST_WS_URL="ws://127.0.0.1:$PORT$(cfg wsPath)"
 export MPUSH_TEST_PUBLIC_KEY=$(cfg publicKey)
