@@ -39,6 +39,10 @@ struct Cli {
     /// Largest heartbeat, ms (mp.core.max-heartbeat).
     #[arg(long)]
     max_heartbeat: Option<i32>,
+    /// Heartbeat before a handshake, ms: a silent connection is closed by the 4th idle check
+    /// (MPUSH: 10000, so about 40 s).
+    #[arg(long)]
+    pre_handshake_heartbeat: Option<i32>,
 }
 
 /// Where the dev-mode key pair is kept when nothing else is configured.
@@ -75,6 +79,9 @@ fn load_config(cli: Cli) -> Result<GatewayConfig, mpush_gateway::GatewayError> {
     }
     if let Some(v) = cli.min_heartbeat {
         config.core.min_heartbeat = v;
+    }
+    if let Some(v) = cli.pre_handshake_heartbeat {
+        config.core.pre_handshake_heartbeat = v;
     }
     if let Some(v) = cli.max_heartbeat {
         config.core.max_heartbeat = v;

@@ -187,3 +187,85 @@ fn redirect(to: &str) -> Response<Full<Bytes>> {
     }
     r
 }
+
+/// A hand-driven MPUSH client on a raw socket, for what the session-level client never does
+/// (a second fast connect on one connection) or hides (an answer that never comes).
+pub struct RawClient {
+    pub stream: tokio::net::TcpStream,
+    decoder: mpush_protocol::FrameDecoder,
+    /// The session cipher after a handshake or fast connect.
+    pub cipher: Option<mpush_protocol::AesCipher>,
+    /// What fast connect needs: session id, key, iv.
+    pub session: Option<(String, [u8; 16], [u8; 16])>,
+}
+
+impl RawClient {
+    pub async fn connect(addr: SocketAddr) -> RawClient {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        RawClient { stream, decoder: mpush_protocol::FrameDecoder::new(1 << 20), cipher: None, session: None }
+    }
+
+    pub async fn send(&mut self, cmd: mpush_protocol::Command, flags: mpush_protocol::Flags, sid: i32, body: Vec<u8>) {
+        use tokio::io::AsyncWriteExt;
+        let p = mpush_protocol::Packet { cmd, flags, session_id: sid, body };
+        self.stream.write_all(&p.to_bytes()).await.expect("write");
+    }
+
+    /// Sends `plain` encrypted with the session cipher.
+    pub async fn send_sealed(&mut self, cmd: mpush_protocol::Command, sid: i32, plain: &[u8]) {
+        let body = self.cipher.as_ref().expect("session cipher").encrypt(plain);
+        self.send(cmd, mpush_protocol::Flags::CRYPTO, sid, body).await;
+    }
+
+    /// The next packet (heartbeats skipped), or `None` if nothing comes within `wait` or the
+    /// connection ends.
+    pub async fn recv(&mut self, wait: Duration) -> Option<mpush_protocol::Packet> {
+        use tokio::io::AsyncReadExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            while let Some(f) = self.decoder.next_frame().expect("framing") {
+                if let mpush_protocol::Frame::Packet(p) = f {
+                    return Some(p);
+                }
+            }
+            let mut buf = [0u8; 8192];
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => self.decoder.feed(&buf[..n]),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A packet's body opened with the session cipher when its CRYPTO flag says so.
+    pub fn open(&self, p: &mpush_protocol::Packet) -> Vec<u8> {
+        mpush_protocol::body::open(&p.body, p.flags, self.cipher.as_ref(), 1 << 20).expect("open")
+    }
+
+    /// A full handshake as `device_id` (osName "web").
+    pub async fn handshake(&mut self, public_key: &RsaPublicKey, device_id: &str) {
+        use mpush_protocol::message::{Handshake, HandshakeOk, Message};
+        use mpush_protocol::{AesCipher, Command, Flags};
+        let (ck, iv) = ([7u8; 16], [9u8; 16]);
+        let hs = Handshake {
+            device_id: device_id.into(),
+            os_name: "web".into(),
+            os_version: "1".into(),
+            client_version: "1".into(),
+            iv: iv.to_vec(),
+            client_key: ck.to_vec(),
+            min_heartbeat: 0,
+            max_heartbeat: 0,
+            timestamp: 0,
+        };
+        let mut rng = rand::rngs::OsRng;
+        let body = public_key.encrypt(&mut rng, &hs.encode()).expect("rsa");
+        self.send(Command::HANDSHAKE, Flags::CRYPTO, 1, body).await;
+        let p = self.recv(WAIT).await.expect("handshake ok");
+        assert_eq!(p.cmd, Command::HANDSHAKE, "{p:?}");
+        let ok = HandshakeOk::decode(&AesCipher::new(ck, iv).decrypt(&p.body).expect("aes")).expect("decode");
+        let sk: [u8; 16] = ok.server_key.as_slice().try_into().expect("16 bytes");
+        let key = mpush_protocol::crypto::mix_key(&ck, &sk);
+        self.cipher = Some(AesCipher::new(key, iv));
+        self.session = Some((ok.session_id, key, iv));
+    }
+}
