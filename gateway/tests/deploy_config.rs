@@ -27,6 +27,8 @@ fn production_config_parses_validates_and_has_the_documented_values() {
     assert_eq!(c.core.max_heartbeat_timeouts, 2);
     assert_eq!((c.core.max_packet_size, c.core.compress_threshold), (10_240, 10_240));
     assert_eq!(c.core.session_expired_time, 86_400_000);
+    assert_eq!(c.core.pre_handshake_heartbeat, 10_000);
+    assert_eq!(c.core.handshake_timeout, None, "no key that is only accepted with a warning");
     // The HTTP tunnel: on, allowlisted, mapped.
     assert!(c.http.proxy_enabled);
     assert_eq!(c.http.allow, ["api.internal", "files.internal:8080"]);
