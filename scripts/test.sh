@@ -11,6 +11,7 @@
 #   NODE_TEST_DIRS       directories whose *.test.mjs run with `node --test`
 #   FUZZ_SECONDS         seconds per fuzz target (default 10; 0 builds but does not run)
 #   SKIP_SETUP=1         do not run scripts/setup.sh
+#   SKIP_DOCKER=1        leave out the container image test (deploy/test-docker.sh)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -151,10 +152,17 @@ fi
 if has_npm_script build && { [ ${#node_tests[@]} -gt 0 ] || has_npm_script check:types; }; then
   # The demo console (tests/e2e) imports the packed package from www/vendor.
   build_package() {
-    npm run --silent build || return 1
+    # `npm pack` builds pkg/ itself (prepack: scripts/build-wasm.sh --if-stale), as it must
+    # on a fresh clone; the tarballs below (www/vendor, consumers) come from the same path.
+    npm pack --dry-run || return 1
     if [ -x scripts/vendor-www.sh ]; then scripts/vendor-www.sh || return 1; fi
   }
-  step "npm package build (npm run build, scripts/vendor-www.sh)" build_package
+  step "npm package (npm pack builds pkg/, scripts/vendor-www.sh)" build_package
+fi
+# One version everywhere, `cargo publish --dry-run` of the three crates, and the exact file
+# list of `npm publish --dry-run`.
+if [ -x scripts/publish-check.sh ]; then
+  step "publish dry runs (scripts/publish-check.sh)" scripts/publish-check.sh
 fi
 if has_npm_script check:types; then
   step "TypeScript consumer typings (npm run check:types)" npm run --silent check:types
@@ -163,5 +171,20 @@ for dir in "${node_tests[@]}"; do
   # shellcheck disable=SC2086 # the glob is meant to expand
   step "node --test $dir" node --test $dir/*.test.mjs
 done
+
+# Deployment files: the systemd units (systemd-analyze), and the container images built and
+# run together when a Docker daemon and the base images are at hand.
+if reason=$(deploy/test-systemd.sh --probe 2>&1); then
+  step "systemd units (deploy/test-systemd.sh)" deploy/test-systemd.sh
+else
+  skip "systemd units: $reason"
+fi
+if [ "${SKIP_DOCKER:-0}" = 1 ]; then
+  skip "container images: SKIP_DOCKER=1"
+elif reason=$(deploy/test-docker.sh --probe 2>&1); then
+  step "container images (deploy/test-docker.sh)" deploy/test-docker.sh
+else
+  skip "container images (deploy/test-docker.sh): $reason"
+fi
 
 summary
