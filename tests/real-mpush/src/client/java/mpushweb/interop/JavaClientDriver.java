@@ -61,7 +61,7 @@ import java.util.function.Predicate;
  * Logger installed with {@code ClientConfig.setLogger} is where those are observed.
  */
 public final class JavaClientDriver {
-    static final String SCENARIOS = "handshake, repeat-handshake, bind, push, upstream, http, http-large,"
+    static final String SCENARIOS = "handshake, repeat-handshake, bind, push, close-before-ack, upstream, http, http-large,"
             + " fast-connect, fast-connect-other-device, kick, session-save, session-resume";
     private static final long STEP_MS = 8000;
 
@@ -183,6 +183,27 @@ public final class JavaClientDriver {
                 await(from, e -> is(e, "push") && "many".equals(e.get("content")), "push \"many\"");
                 await(from, e -> is(e, "ack-sent"), "ack for \"many\"");
                 emit("push-result", "request", "userIds", "response", r.get(20, TimeUnit.SECONDS));
+                break;
+            }
+            case "close-before-ack": {
+                // A biz push the client receives but never acks: it closes its connection
+                // instead. What does the pusher report, and when?
+                String u = "cba-u-" + id;
+                start("dev-cba-" + id);
+                await("handshake-ok");
+                bind(u);
+                ackBiz = false;
+                int from = log.size();
+                long sent = System.nanoTime();
+                CompletableFuture<Map<String, Object>> r = pushApiAsync(Json.obj("userId", u,
+                        "content", "never acked", "ack", "biz", "timeoutMs", 2000L));
+                await(from, e -> is(e, "push"), "the biz push");
+                stopClient();
+                Map<String, Object> res = r.get(20, TimeUnit.SECONDS);
+                long ms = (System.nanoTime() - sent) / 1_000_000;
+                // Only the side of the timeout it came on is compared, not the exact time.
+                emit("push-result", "request", "biz, connection closed before the ack", "response", res,
+                        "afterTimeout", ms >= 2000);
                 break;
             }
             case "upstream": {
