@@ -71,6 +71,7 @@ export function testKeyPair() {
 // child processes
 
 const live = new Set();
+const tempDirs = new Set();
 let hooksInstalled = false;
 
 function installExitHooks() {
@@ -88,6 +89,8 @@ function installExitHooks() {
       }
     }
     live.clear();
+    // Temp dirs of stacks that were not stopped (best effort: a JVM may still be writing).
+    for (const dir of tempDirs) removeDir(dir);
   };
   process.on("exit", killAll);
   for (const [sig, code] of [
@@ -103,7 +106,8 @@ function installExitHooks() {
 }
 
 // Runs CMD and kills it (SIGKILL) as soon as our stdin reaches end of file; SIGUSR1 asks CMD to
-// stop gracefully (SIGTERM) and the guard then exits with CMD's status.
+// stop gracefully (SIGTERM) and the guard then exits with CMD's status. It reaps what it kills
+// (`wait`), so nothing is left as a zombie for a container's init.
 const GUARD = `
 exec 3<&0
 "$@" </dev/null &
@@ -112,15 +116,16 @@ cat <&3 >/dev/null &
 watch=$!
 exec 3<&-
 trap 'kill -TERM "$child" 2>/dev/null' USR1
-trap 'kill -KILL "$child" "$watch" 2>/dev/null; exit 143' TERM INT HUP
+trap 'kill -KILL "$child" "$watch" 2>/dev/null; wait; exit 143' TERM INT HUP
 while :; do
   done=
   wait -n -p done "$child" "$watch"
   status=$?
   [ -n "$done" ] && break
 done
-if [ "$done" = "$child" ]; then kill "$watch" 2>/dev/null; exit "$status"; fi
+if [ "$done" = "$child" ]; then kill "$watch" 2>/dev/null; wait; exit "$status"; fi
 kill -KILL "$child" 2>/dev/null
+wait
 exit 0
 `;
 
@@ -339,12 +344,19 @@ function fileTail(file, n = 30) {
 }
 
 function tempDir(prefix) {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
 }
 
 function removeDir(dir) {
+  tempDirs.delete(dir);
   if (process.env.MPUSH_KEEP_TMP) return;
-  fs.rmSync(dir, { recursive: true, force: true });
+  try {
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 2 });
+  } catch {
+    // a process that was just killed may still have had a file open
+  }
 }
 
 let built = false;
