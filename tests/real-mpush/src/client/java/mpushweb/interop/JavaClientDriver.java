@@ -138,13 +138,15 @@ public final class JavaClientDriver {
                 await("handshake-ok");
                 bind(u1);
                 pushAndReceive(u1, "to u1", "none");
+                emit("step", "do", "unbind");
                 int from = log.size();
                 client.unbindUser();
                 await(from, e -> is(e, "ok") && num(e, "cmd") == 6, "ok for unbind");
                 pushResult(u1, "offline", "none", 3000);
                 bind(u1);
+                emit("step", "do", "bind u2 (the SDK unbinds u1 first)");
                 from = log.size();
-                client.bindUser(u2); // the SDK unbinds u1 first, then binds u2
+                client.bindUser(u2);
                 await(from, e -> is(e, "ok") && num(e, "cmd") == 6, "ok for the implicit unbind");
                 await(from, e -> is(e, "ok") && num(e, "cmd") == 5, "ok for bind u2");
                 pushResult(u1, "offline", "none", 3000);
@@ -360,6 +362,7 @@ public final class JavaClientDriver {
     }
 
     private void bind(String user) {
+        emit("step", "do", "bind " + user);
         int from = log.size();
         client.bindUser(user);
         await(from, e -> (is(e, "ok") || is(e, "error")) && num(e, "cmd") == 5, "reply to bind " + user);
