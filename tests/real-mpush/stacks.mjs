@@ -678,7 +678,10 @@ async function startPushApiForExisting(log) {
       const h = await getJson(`${pushApiUrl}/health`);
       return h.status === 200 ? h : { ok: false, state: h };
     }, { procs: [api] });
-    log(`real-mpush: using the existing MPUSH at ${env.MPUSH_EXISTING}; PushApi ${pushApiUrl}`);
+    log(
+      `real-mpush: using the existing MPUSH at ${env.MPUSH_EXISTING} (its own heartbeat bounds and ` +
+        `dns-mapping apply; the ones asked for here do not); PushApi ${pushApiUrl}`,
+    );
     return {
       name: "real-mpush",
       connectHost: m[1],
