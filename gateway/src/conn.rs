@@ -63,8 +63,8 @@ struct Conn {
     tx: mpsc::Sender<ConnCommand>,
     session: ServerSession,
     shared: Arc<Shared>,
-    /// Pushes waiting for an ack, by push session id.
-    awaiting_ack: HashMap<i32, oneshot::Sender<PushResult>>,
+    /// Pushes waiting for an ack, by push session id, with the time their ack is due.
+    awaiting_ack: HashMap<i32, (tokio::time::Instant, oneshot::Sender<PushResult>)>,
     /// No-ack pushes that succeed once the next flush completes.
     awaiting_write: Vec<oneshot::Sender<PushResult>>,
     /// Users routed to this connection. A fast connect makes the session forget its user but
@@ -213,12 +213,12 @@ impl Conn {
                 self.shared.sink.deliver(UpstreamMessage { user_id, device_id, session_id, content });
             }
             ServerEvent::PushAcked { session_id } => {
-                if let Some(reply) = self.awaiting_ack.remove(&session_id) {
+                if let Some((_, reply)) = self.awaiting_ack.remove(&session_id) {
                     let _ = reply.send(PushResult::Success);
                 }
             }
             ServerEvent::PushAckTimeout { session_id } => {
-                if let Some(reply) = self.awaiting_ack.remove(&session_id) {
+                if let Some((_, reply)) = self.awaiting_ack.remove(&session_id) {
                     let _ = reply.send(PushResult::Timeout);
                 }
             }
@@ -247,7 +247,8 @@ impl Conn {
                 match self.session.push_with_id(now, id, content, ack, timeout_ms) {
                     Ok(()) if ack == AckMode::None => self.awaiting_write.push(reply),
                     Ok(()) => {
-                        self.awaiting_ack.insert(id, reply);
+                        let due = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+                        self.awaiting_ack.insert(id, (due, reply));
                     }
                     Err(_) => {
                         let _ = reply.send(PushResult::Failure);
@@ -275,10 +276,15 @@ impl Conn {
         for user in self.routes.drain() {
             self.shared.router.unbind(&user, self.id);
         }
-        // A closed connection fails its pending pushes.
-        for (_, reply) in self.awaiting_ack.drain() {
-            let _ = reply.send(PushResult::Failure);
+        // MPUSH keeps a push's ack task after the connection closed: it ends as a timeout
+        // when its time is up, not as a failure.
+        for (_, (due, reply)) in self.awaiting_ack.drain() {
+            tokio::spawn(async move {
+                tokio::time::sleep_until(due).await;
+                let _ = reply.send(PushResult::Timeout);
+            });
         }
+        // A no-ack push whose write did not complete failed.
         for reply in self.awaiting_write.drain(..) {
             let _ = reply.send(PushResult::Failure);
         }

@@ -83,7 +83,7 @@ async fn push_api_result_codes_for_every_ack_model() {
 }
 
 #[tokio::test]
-async fn a_closing_connection_fails_its_pending_pushes() {
+async fn a_push_whose_connection_closes_before_the_ack_times_out_as_in_mpush() {
     let gw = start(|_| {}).await;
     let mut c = gw.connect("dev-1").await;
     bind(&mut c, "u1", None).await;
@@ -93,15 +93,18 @@ async fn a_closing_connection_fails_its_pending_pushes() {
             api_addr,
             "POST",
             "/push",
-            Some(json!({"userId": "u1", "content": "x", "ack": "biz", "timeoutMs": 20000})),
+            Some(json!({"userId": "u1", "content": "x", "ack": "biz", "timeoutMs": 2000})),
             None,
         )
         .await
     });
     c.wait_for(|e| push_of(e).is_some()).await.expect("push");
+    let pushed = tokio::time::Instant::now();
     c.close().await;
+    // MPUSH keeps waiting for the ack after the close: timeout (4) once timeoutMs has passed.
     let (_, body) = tokio::time::timeout(WAIT, pending).await.expect("in time").expect("api task");
-    assert_eq!(body["results"], json!([{"userId": "u1", "result": "failure", "code": 2}]));
+    assert_eq!(body["results"], json!([{"userId": "u1", "result": "timeout", "code": 4}]));
+    assert!(pushed.elapsed() >= std::time::Duration::from_millis(1_500), "{:?}", pushed.elapsed());
     gw.handle.shutdown().await;
 }
 
