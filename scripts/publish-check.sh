@@ -57,7 +57,19 @@ for c in "${CRATES[@]}"; do
 done
 p_args=()
 for c in "${CRATES[@]}"; do p_args+=(-p "$c"); done
-cargo publish --dry-run --allow-dirty --locked "${p_args[@]}"
+# The verification builds each packaged crate against the others as registry crates, and
+# cargo never rebuilds a registry crate of the same name and version: it reuses both the copy
+# it unpacked into $CARGO_HOME/registry/src/-<hash>/ and the compiled artifacts. After a change
+# one crate would be checked against an old build of another (seen here; also miden-vm PR
+# #2530). So: a target dir of its own (the shared one keeps serving the other steps), with our
+# crates cleaned out of it, and no unpacked copies.
+PUBLISH_TARGET=${CARGO_TARGET_DIR:-$PWD/target}/publish-check
+for c in "${CRATES[@]}"; do
+  rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/"$c-$NPM_VERSION"
+done
+rm -rf "$PUBLISH_TARGET/package"
+cargo clean --quiet --target-dir "$PUBLISH_TARGET" "${p_args[@]}" 2>/dev/null || true
+cargo publish --dry-run --allow-dirty --locked --target-dir "$PUBLISH_TARGET" "${p_args[@]}"
 
 # --- 3. npm -------------------------------------------------------------------------------
 OUT=$(mktemp)
