@@ -187,4 +187,13 @@ else
   skip "container images (deploy/test-docker.sh): $reason"
 fi
 
+# The interop suite against the real MPUSH 0.8.0 (Maven Central jars, ZooKeeper, Redis) and
+# mpush-gateway side by side, with the browser package and MPUSH's Java client SDK.
+# SKIP_REAL_MPUSH=1 leaves it out (e.g. a machine without Java).
+if [ -x tests/real-mpush/run.sh ] && [ "${SKIP_REAL_MPUSH:-0}" != 1 ]; then
+  step "real MPUSH interop (tests/real-mpush/run.sh)" tests/real-mpush/run.sh
+else
+  skip "real MPUSH interop"
+fi
+
 summary

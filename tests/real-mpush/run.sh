@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The real-MPUSH interop suite: every scenario against MPUSH 0.8.0 (released artifacts from
+# Maven Central, with its ZooKeeper and Redis) and against mpush-gateway, side by side.
+#
+#   tests/real-mpush/run.sh            # what ./scripts/test.sh runs
+#   ONLY=kick,tunnel tests/real-mpush/run.sh
+#
+# Against your own MPUSH deployment instead of the one the suite starts (scenarios that need
+# the suite's own settings -- its echo service, its heartbeat bounds -- are skipped there):
+#   MPUSH_EXISTING=10.0.0.5:3000 MPUSH_EXISTING_PUBLIC_KEY=MIGfMA0G... \
+#   MPUSH_EXISTING_ZK=10.0.0.9:2181 tests/real-mpush/run.sh
+#
+# Prints one line per scenario and server (PASS real-mpush ... / PASS gateway ...), one per
+# comparison (PASS same ...), the tolerated differences by name, and "N passed, M failed".
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+export PATH="$HOME/.cargo/bin:$ROOT/node_modules/.bin:$PATH"
+
+# Java side: MPUSH's jars and our drivers (skipped when up to date).
+tests/real-mpush/build.sh
+# Rust side: the gateway and the proxy (a no-op when cargo test/build already made them).
+if [ -z "${MPUSH_PROXY_BIN:-}" ] || [ -z "${MPUSH_GATEWAY_BIN:-}" ]; then
+  cargo build -q -p mpush-gateway -p mpush-proxy --bins --locked
+fi
+# The browser package as a user gets it: the packed tarball in www/vendor.
+if [ ! -f www/vendor/mpush-client-wasm/pkg/index.js ] || [ "${REBUILD_PACKAGE:-0}" = 1 ]; then
+  npm run --silent build
+  scripts/vendor-www.sh
+fi
+
+status=0
+node tests/real-mpush/browser.mjs || status=1
+node tests/real-mpush/java-sdk.mjs || status=1
+exit $status
