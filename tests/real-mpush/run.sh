@@ -6,9 +6,12 @@
 #   ONLY=kick,tunnel tests/real-mpush/run.sh
 #
 # Against your own MPUSH deployment instead of the one the suite starts (scenarios that need
-# the suite's own settings -- its echo service, its heartbeat bounds -- are skipped there):
+# the suite's own settings -- its echo service, its heartbeat bounds -- are skipped there, and
+# nothing is compared with the gateway). The push API runs locally on MPUSH's PushSender, which
+# finds your gateway servers in ZooKeeper and the users' routes in Redis:
 #   MPUSH_EXISTING=10.0.0.5:3000 MPUSH_EXISTING_PUBLIC_KEY=MIGfMA0G... \
-#   MPUSH_EXISTING_ZK=10.0.0.9:2181 tests/real-mpush/run.sh
+#   MPUSH_EXISTING_ZK=10.0.0.9:2181 MPUSH_EXISTING_REDIS=10.0.0.9:6379 tests/real-mpush/run.sh
+# (tests/real-mpush/README.md: Redis cluster/single mode, ZooKeeper namespace and digest)
 #
 # Prints one line per scenario and server (PASS real-mpush ... / PASS gateway ...), one per
 # comparison (PASS same ...), the tolerated differences by name, and "N passed, M failed".
