@@ -69,8 +69,7 @@ EXPOSE 3000 8081
 # The push API's /health (no token needed) on the port set above.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:${MPUSH_GATEWAY_API_LISTEN##*:}/health"
-# mpush-gateway shuts down on SIGINT; as PID 1 it would ignore docker stop's default SIGTERM
-# and be killed after the grace period instead.
-STOPSIGNAL SIGINT
+# docker stop's SIGTERM: mpush-gateway closes its connections and exits 0 (gateway/tests/sigterm.rs).
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/mpush-gateway"]
 CMD ["--config", "/etc/mpush-gateway/mpush-gateway.toml"]

@@ -99,6 +99,8 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        // Colours only on a terminal: journald and `docker logs` show escape codes verbatim.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let config = match load_config(Cli::parse()) {
         Ok(c) => c,
@@ -123,9 +125,34 @@ async fn main() -> ExitCode {
     println!("public key (mp.security.public-key): {}", gateway.public_key());
     gateway
         .run_until(async {
-            let _ = tokio::signal::ctrl_c().await;
+            shutdown_signal().await;
             tracing::info!("shutting down");
         })
         .await;
     ExitCode::SUCCESS
+}
+
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM: `docker stop` and systemd send SIGTERM,
+/// and a gateway that ignored it was killed after the stop timeout instead of closing cleanly.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
 }
