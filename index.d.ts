@@ -90,6 +90,16 @@ export interface ConnectInfo {
   heartbeat: number;
 }
 
+/**
+ * Payload of the "heartbeat" event: the client sent a heartbeat (MPUSH's one-byte packet),
+ * after `heartbeat - 1 s` without writing anything else, or as a liveness probe (page shown
+ * again, network back online).
+ */
+export interface HeartbeatInfo {
+  /** When it was sent, `Date.now()` ms. */
+  at: number;
+}
+
 /** Result of `bind()` and payload of the "bind" event. */
 export interface BindInfo {
   userId: string;
@@ -172,6 +182,7 @@ export class MPushMessage {
 export interface MPushEventMap {
   state: MPushState;
   connect: ConnectInfo;
+  heartbeat: HeartbeatInfo;
   push: MPushMessage;
   kick: KickInfo;
   bind: BindInfo;
@@ -237,6 +248,8 @@ export class MPushClient {
   readonly state: MPushState;
   /** The negotiated heartbeat, ms; undefined before the first connect. */
   readonly heartbeat: number | undefined;
+  /** When the client last sent a heartbeat (`Date.now()` ms, on any connection); undefined before the first. */
+  readonly lastHeartbeatAt: number | undefined;
   readonly lastConnectWasFast: boolean;
   readonly deviceId: string;
 }

@@ -170,6 +170,8 @@ pub struct Driver {
     hidden_since: Option<f64>,
     suspended: bool,
     heartbeat: Option<i32>,
+    /// When the client last sent a heartbeat (`Date.now()` ms).
+    last_heartbeat_at: Option<f64>,
     last_fast: bool,
     last_error: Option<JsValue>,
     /// The last attempt failed in a way a retry cannot fix (the server refused the handshake):
@@ -233,6 +235,7 @@ impl Driver {
                 hidden_since: None,
                 suspended: false,
                 heartbeat: None,
+                last_heartbeat_at: None,
                 last_fast: false,
                 last_error: None,
                 fatal: false,
@@ -255,6 +258,11 @@ impl Driver {
     /// The negotiated heartbeat of the current or last session, ms.
     pub fn heartbeat(&self) -> Option<i32> {
         self.heartbeat
+    }
+
+    /// When the client last sent a heartbeat (`Date.now()` ms), on any connection.
+    pub fn last_heartbeat_at(&self) -> Option<f64> {
+        self.last_heartbeat_at
     }
 
     /// Whether the last established session was a fast connect.
@@ -564,8 +572,18 @@ impl Driver {
         while let Some(b) = self.session.poll_transmit() {
             if let Some(ws) = &self.socket {
                 let _ = ws.send_with_u8_array(&b);
+                if b == [HEARTBEAT_BYTE] {
+                    self.heartbeat_sent();
+                }
             }
         }
+    }
+
+    /// Records a heartbeat written to the socket and reports it ("heartbeat" event).
+    fn heartbeat_sent(&mut self) {
+        let at = now();
+        self.last_heartbeat_at = Some(at);
+        self.fire("heartbeat", object(&[("at", at.into())]));
     }
 
     fn drain(&mut self, t: f64) {
@@ -748,6 +766,7 @@ impl Driver {
         if force || t - self.last_read > PROBE_IDLE_MS {
             if let Some(ws) = &self.socket {
                 let _ = ws.send_with_u8_array(&[HEARTBEAT_BYTE]);
+                self.heartbeat_sent();
             }
             self.probe_deadline = Some(t + self.probe_timeout);
         }

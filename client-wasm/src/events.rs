@@ -10,7 +10,8 @@ use wasm_bindgen::prelude::*;
 use crate::errors::{js_error, ErrorCode};
 
 /// The events a client emits.
-pub const EVENT_NAMES: [&str; 8] = ["state", "connect", "push", "kick", "bind", "unbind", "error", "disconnect"];
+pub const EVENT_NAMES: [&str; 9] =
+    ["state", "connect", "heartbeat", "push", "kick", "bind", "unbind", "error", "disconnect"];
 
 #[wasm_bindgen]
 extern "C" {

@@ -77,8 +77,8 @@ impl MPushClient {
         Ok(MPushClient { driver: Driver::new(opts, listeners.clone())?, listeners })
     }
 
-    /// Adds a listener: "state", "connect", "push", "kick", "bind", "unbind", "error" or
-    /// "disconnect". Exceptions thrown by listeners are logged with `console.error`.
+    /// Adds a listener: "state", "connect", "heartbeat", "push", "kick", "bind", "unbind",
+    /// "error" or "disconnect". Exceptions thrown by listeners are logged with `console.error`.
     pub fn on(&self, event: &str, listener: Function) -> Result<(), JsValue> {
         self.listeners.borrow_mut().add(event, listener)
     }
@@ -139,6 +139,13 @@ impl MPushClient {
     #[wasm_bindgen(getter)]
     pub fn heartbeat(&self) -> Option<i32> {
         self.read(Driver::heartbeat)
+    }
+
+    /// When the client last sent a heartbeat, as `Date.now()` ms (`undefined` before the
+    /// first one).
+    #[wasm_bindgen(getter = lastHeartbeatAt)]
+    pub fn last_heartbeat_at(&self) -> Option<f64> {
+        self.read(Driver::last_heartbeat_at)
     }
 
     /// Whether the last established session was resumed with fast connect.

@@ -302,6 +302,26 @@ async fn an_online_event_probes_a_healthy_connection_without_dropping_it() {
 }
 
 #[wasm_bindgen_test]
+async fn a_sent_heartbeat_is_reported_by_event_and_last_heartbeat_at() {
+    let e = live_env!();
+    let client = MPushClient::new(options(&e, &map_store(), "")).unwrap();
+    wait(client.connect()).await.unwrap();
+    // The negotiated heartbeat here is minutes; the liveness probe an "online" event triggers
+    // is a heartbeat written now.
+    assert_eq!(client.last_heartbeat_at(), None, "no heartbeat before the first one is sent");
+    let before = js_sys::Date::now();
+    let hb = expect_event(&client, "heartbeat", 3000, "", async {
+        let dispatch: Function = get(&js_sys::global(), "dispatchEvent").unchecked_into();
+        dispatch.call1(&js_sys::global(), &js("new Event('online')")).unwrap();
+    })
+    .await;
+    let at = get(&hb, "at").as_f64().expect("heartbeat event carries `at`");
+    assert!(at >= before && at <= js_sys::Date::now(), "`at` is the send time: {at} (before {before})");
+    assert_eq!(client.last_heartbeat_at(), Some(at));
+    client.close();
+}
+
+#[wasm_bindgen_test]
 async fn binding_another_user_moves_the_pushes_to_it() {
     let e = live_env!();
     let client = MPushClient::new(options(&e, &map_store(), "")).unwrap();
