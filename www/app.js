@@ -3,12 +3,16 @@ import init, { MPushClient } from "mpush-client-wasm";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const demo = { client: null, pushes: [], events: [], config: {} };
-window.mpushDemo = demo; // for the end-to-end tests and for poking around in devtools
+// Everything the page observed, for the end-to-end tests and for poking around in devtools.
+const demo = { client: null, pushes: [], events: [], connects: [], ackRtts: [], config: {} };
+window.mpushDemo = demo;
+
+const clock = (t = Date.now()) => new Date(t).toTimeString().slice(0, 8); // HH:MM:SS, local time
+const ms = (v) => `${Math.round(v)} ms`;
 
 function log(text, cls) {
   const li = document.createElement("li");
-  li.textContent = `${new Date().toLocaleTimeString()}  ${text}`;
+  li.textContent = `${clock()}  ${text}`;
   if (cls) li.className = cls;
   $("log").prepend(li);
   demo.events.push(text);
@@ -23,7 +27,7 @@ async function loadConfig() {
   try {
     const res = await fetch("./demo-config.json", { cache: "no-store" });
     if (res.ok) return await res.json();
-  } catch { /* not served in embedded mode: the fields stay editable */ }
+  } catch { /* no config served: the fields stay editable */ }
   return {};
 }
 
@@ -32,11 +36,30 @@ function defaultUrl() {
   return `${scheme}://${location.host}${demo.config.wsPath || "/mpush"}`;
 }
 
+// ---- pushes ---------------------------------------------------------------------------------
+
+// Pushes sent from this page through the push API, waiting to be seen arriving: matched by
+// content, they give the delivery time and the ack round trip (the API answers after the ack).
+const sent = [];
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+function showAckRtt() {
+  const xs = demo.ackRtts;
+  if (!xs.length) return;
+  $("ack-rtt").textContent = `last ${ms(xs[xs.length - 1])}, median ${ms(median(xs))} (${xs.length} acked)`;
+  $("ack-rtt").dataset.count = String(xs.length);
+}
+
 function renderPush(p) {
   const tr = document.createElement("tr");
+  tr.className = "fresh";
   tr.dataset.pushId = String(p.id);
   const ackCell = document.createElement("td");
-  const update = () => {
+  p.update = () => {
     ackCell.replaceChildren();
     if (p.ackMode === "biz" && !p.acked) {
       const b = document.createElement("button");
@@ -50,7 +73,7 @@ function renderPush(p) {
         } catch (e) {
           log(`ack failed: ${e.code || ""} ${e.message}`, "error");
         }
-        update();
+        p.update();
       };
       ackCell.append(b);
     } else {
@@ -58,6 +81,12 @@ function renderPush(p) {
       span.className = p.ackMode === "none" ? "meta" : "ack-acked";
       span.textContent = p.ackMode === "none" ? "no ack" : p.ackMode === "auto" ? "auto-acked" : "acked";
       ackCell.append(span);
+    }
+    if (p.rtt !== undefined) {
+      const rtt = document.createElement("div");
+      rtt.className = "meta rtt";
+      rtt.textContent = `round trip ${ms(p.rtt)}`;
+      ackCell.append(rtt);
     }
     tr.dataset.ack = p.acked ? "acked" : p.ackMode;
   };
@@ -68,13 +97,85 @@ function renderPush(p) {
     return td;
   });
   tr.append(...cells, ackCell);
-  update();
+  p.update();
   $("pushes").prepend(tr);
+  $("pushes-empty").hidden = true;
 }
+
+async function sendPush() {
+  const body = {
+    userId: $("push-user").value.trim(),
+    content: $("push-content").value,
+    ack: $("push-ack").value,
+    timeoutMs: Number($("push-timeout").value) || 10000,
+  };
+  const s = { content: body.content, t0: performance.now(), push: null };
+  sent.push(s);
+  $("push-result").textContent = "sending…";
+  delete $("push-result").dataset.result;
+  try {
+    const res = await fetch(demo.config.pushApi || "/api/push", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const elapsed = performance.now() - s.t0;
+    const json = await res.json();
+    const r = (json.results || [])[0];
+    let text = r ? `${r.userId}: ${r.result} (code ${r.code})` : `HTTP ${res.status}: ${JSON.stringify(json)}`;
+    if (r && r.result === "success" && body.ack !== "none" && s.push) {
+      // The API answered success after the client's ack reached the server.
+      s.push.rtt = elapsed;
+      s.push.update();
+      demo.ackRtts.push(elapsed);
+      showAckRtt();
+      text += `, ack round trip ${ms(elapsed)}`;
+    } else if (r && r.result === "offline") {
+      text += ": no connection has this user bound";
+    }
+    $("push-result").textContent = text;
+    $("push-result").dataset.result = r ? r.result : "error";
+    log(`push API: ${text}`);
+  } catch (e) {
+    $("push-result").textContent = `push API failed: ${e.message}`;
+    $("push-result").dataset.result = "error";
+  } finally {
+    sent.splice(sent.indexOf(s), 1);
+  }
+}
+
+// ---- session facts --------------------------------------------------------------------------
+
+let attemptStart = null;
+
+function recordConnect(c) {
+  const took = attemptStart === null ? null : performance.now() - attemptStart;
+  const entry = { at: Date.now(), fast: c.fast, heartbeat: c.heartbeat, ms: took, first: demo.connects.length === 0 };
+  demo.connects.push(entry);
+  const li = document.createElement("li");
+  li.dataset.kind = c.fast ? "fast" : "handshake";
+  const why = entry.first ? "page load" : "reconnect";
+  li.textContent = `${clock(entry.at)} ${c.fast ? "fast connect" : "handshake"}` +
+    `${took === null ? "" : ` in ${ms(took)}`} (${why})`;
+  $("connects").prepend(li);
+}
+
+function showHeartbeat() {
+  const client = demo.client;
+  const at = client && client.lastHeartbeatAt;
+  if (!at) return;
+  const ago = Math.max(0, Math.round((Date.now() - at) / 1000));
+  $("last-heartbeat").textContent = `${clock(at)} (${ago} s ago)`;
+  $("last-heartbeat").dataset.at = String(at);
+}
+
+// ---- the client -----------------------------------------------------------------------------
 
 function createClient() {
   if (demo.client) demo.client.close();
-  const userId = params.get("user") || localStorage.getItem("mpush-demo.user") || undefined;
+  const userId = $("user-id").value.trim() || undefined;
+  const tags = $("tags").value.trim() || undefined;
+  const heartbeat = Number(params.get("heartbeat") || demo.config.maxHeartbeat) || undefined;
   const client = new MPushClient({
     url: $("url").value.trim(),
     publicKey: $("public-key").value.trim(),
@@ -82,21 +183,33 @@ function createClient() {
     osVersion: navigator.userAgent.replace(/,/g, " ").slice(0, 60),
     clientVersion: "demo-console/1.0",
     storage: params.get("storage") || "local",
+    // Bound after every (re)connect, so a push to this user reaches the page from the start.
     userId,
+    tags: userId ? tags : undefined,
+    maxHeartbeat: heartbeat,
     reconnect: { minDelay: 300, maxDelay: 5000 },
   });
   demo.client = client;
   $("device-id").textContent = client.deviceId;
-  client.on("state", (s) => { setState(s); log(`state: ${s}`); });
-  client.on("connect", (c) => {
-    $("heartbeat").textContent = `${Math.round(c.heartbeat / 1000)} s`;
-    $("connect-kind").textContent = c.fast ? "fast connect" : "handshake";
-    $("connect-kind").dataset.kind = c.fast ? "fast" : "handshake";
-    log(`connected by ${c.fast ? "fast connect" : "handshake"}, heartbeat ${c.heartbeat} ms`);
+  client.on("state", (s) => {
+    setState(s);
+    if (s === "handshaking") attemptStart = performance.now();
+    log(`state: ${s}`);
   });
+  client.on("connect", (c) => {
+    const kind = c.fast ? "fast connect" : "handshake";
+    $("heartbeat").textContent = `${Math.round(c.heartbeat / 1000)} s`;
+    $("heartbeat-detail").textContent = `${c.heartbeat} ms (a heartbeat after ${Math.round(c.heartbeat / 1000) - 1} s without writing)`;
+    $("connect-kind").textContent = kind;
+    $("connect-kind").dataset.kind = c.fast ? "fast" : "handshake";
+    recordConnect(c);
+    log(`connected by ${kind}, heartbeat ${c.heartbeat} ms`);
+  });
+  client.on("heartbeat", () => showHeartbeat());
   client.on("bind", (b) => {
-    $("bound-user").textContent = `bound as ${b.userId}`;
+    $("bound-user").textContent = b.userId;
     $("bound-user").dataset.user = b.userId;
+    delete $("bound-user").dataset.kicked;
     log(`bound ${b.userId}${b.rebind ? " (automatic re-bind)" : ""}`);
   });
   client.on("unbind", () => {
@@ -105,7 +218,9 @@ function createClient() {
     log("unbound");
   });
   client.on("push", (m) => {
-    const p = { id: m.id, time: new Date().toLocaleTimeString(), text: m.text(), ackMode: m.ackMode, acked: m.ackMode === "auto", message: m };
+    const p = { id: m.id, time: clock(), text: m.text(), ackMode: m.ackMode, acked: m.ackMode === "auto", message: m };
+    const mine = sent.find((s) => !s.push && s.content === p.text);
+    if (mine) mine.push = p;
     demo.pushes.push(p);
     renderPush(p);
     log(`push #${m.id} (${m.ackMode} ack): ${p.text}`);
@@ -114,7 +229,6 @@ function createClient() {
     $("bound-user").textContent = `kicked (${k.userId} bound elsewhere)`;
     $("bound-user").dataset.kicked = "true";
     delete $("bound-user").dataset.user;
-    localStorage.removeItem("mpush-demo.user");
     log(`kicked: user ${k.userId} was bound by another connection`, "error");
   });
   client.on("disconnect", (d) => log(`disconnected: ${d && d.reason ? d.reason : "connection closed"}`));
@@ -124,6 +238,8 @@ function createClient() {
 
 async function connect() {
   try {
+    const userId = $("user-id").value.trim();
+    if (userId) localStorage.setItem("mpush-demo.user", userId);
     const client = createClient();
     await client.connect();
   } catch (e) {
@@ -135,8 +251,13 @@ async function main() {
   await init();
   demo.config = await loadConfig();
   $("url").value = params.get("url") || defaultUrl();
-  $("public-key").value = demo.config.publicKey || "";
+  $("public-key").value = params.get("key") || demo.config.publicKey || "";
+  const key = $("public-key").value;
+  $("key-summary").textContent = key ? `${key.slice(0, 16)}… (${demo.config.publicKey ? "from the server" : "entered"})` : "(not set)";
+  if (!key) $("key-details").open = true;
   $("http-url").value = demo.config.echoUrl || "http://127.0.0.1/";
+  if (demo.config.server) $("server-kind").textContent = demo.config.server;
+  if (demo.config.pushVia) $("send-via").textContent = `(${demo.config.pushVia})`;
   const user = params.get("user") || localStorage.getItem("mpush-demo.user");
   if (user) { $("user-id").value = user; $("push-user").value = user; }
 
@@ -155,46 +276,24 @@ async function main() {
   $("unbind").onclick = async () => {
     try {
       await demo.client.unbind();
-      localStorage.removeItem("mpush-demo.user");
     } catch (e) {
       log(`unbind failed: ${e.code || ""} ${e.message}`, "error");
     }
   };
-  $("send-push").onclick = async () => {
-    const body = {
-      userId: $("push-user").value.trim(),
-      content: $("push-content").value,
-      ack: $("push-ack").value,
-      timeoutMs: Number($("push-timeout").value) || 10000,
-    };
-    $("push-result").textContent = "sending…";
-    try {
-      const res = await fetch(demo.config.pushApi || "/api/push", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(body),
-      });
-      const json = await res.json();
-      const r = (json.results || [])[0];
-      $("push-result").textContent = r ? `${r.userId}: ${r.result} (code ${r.code})` : JSON.stringify(json);
-      $("push-result").dataset.result = r ? r.result : "error";
-      log(`push API: ${$("push-result").textContent}`);
-    } catch (e) {
-      $("push-result").textContent = `push API failed: ${e.message}`;
-    }
-  };
+  $("send-push").onclick = sendPush;
   $("http-send").onclick = async () => {
     const method = $("http-method").value;
-    const init = { method };
+    const req = { method };
     if (method === "POST" || method === "PUT") {
-      init.body = $("http-body").value;
-      init.headers = { "content-type": "application/json" };
+      req.body = $("http-body").value;
+      req.headers = { "content-type": "application/json" };
     }
     $("http-status").textContent = "…";
+    const t0 = performance.now();
     try {
-      const res = await demo.client.fetch($("http-url").value.trim(), init);
+      const res = await demo.client.fetch($("http-url").value.trim(), req);
       const text = await res.text();
-      $("http-status").textContent = `${res.status} ${res.statusText}`;
+      $("http-status").textContent = `${res.status} ${res.statusText} in ${ms(performance.now() - t0)}`;
       $("http-status").dataset.status = String(res.status);
       const headers = [...res.headers].map(([k, v]) => `${k}: ${v}`).join("\n");
       $("http-response").textContent = `${headers}\n\n${text}`;
@@ -204,6 +303,7 @@ async function main() {
       log(`tunnel failed: ${e.code || ""} ${e.message}`, "error");
     }
   };
+  setInterval(showHeartbeat, 1000);
 
   if ($("public-key").value) await connect();
 }

@@ -112,3 +112,52 @@ export async function launchChromium() {
     args: CHROMIUM_ARGS,
   });
 }
+
+/** The window a first-time visitor is assumed to have; the console must fit it. */
+export const VIEWPORT = { width: 1280, height: 800 };
+
+/**
+ * What a screenshot shows, measured in the browser (canvas): its size, how many distinct
+ * colours it has and which share of its pixels differ from the most common colour. A blank or
+ * half-rendered page has a handful of colours and almost everything in the background colour.
+ */
+export async function screenshotStats(browser, png) {
+  const ctx = await browser.newContext();
+  try {
+    const p = await ctx.newPage();
+    return await p.evaluate(async (b64) => {
+      const img = new Image();
+      img.src = `data:image/png;base64,${b64}`;
+      await img.decode();
+      const c = document.createElement("canvas");
+      c.width = img.width;
+      c.height = img.height;
+      const g = c.getContext("2d");
+      g.drawImage(img, 0, 0);
+      const d = g.getImageData(0, 0, c.width, c.height).data;
+      const counts = new Map();
+      for (let i = 0; i < d.length; i += 4) {
+        const k = (d[i] << 16) | (d[i + 1] << 8) | d[i + 2];
+        counts.set(k, (counts.get(k) || 0) + 1);
+      }
+      const top = Math.max(...counts.values());
+      const pixels = d.length / 4;
+      return { width: c.width, height: c.height, colours: counts.size, nonBackground: (pixels - top) / pixels };
+    }, png.toString("base64"));
+  } finally {
+    await ctx.close();
+  }
+}
+
+/** Where the page's key boxes are, and whether the document scrolls, in the current viewport. */
+export async function layout(page, selectors) {
+  return page.evaluate((sels) => {
+    const boxes = {};
+    for (const s of sels) {
+      const r = document.querySelector(s).getBoundingClientRect();
+      boxes[s] = { top: r.top, bottom: r.bottom, left: r.left, right: r.right, height: r.height };
+    }
+    const el = document.documentElement;
+    return { boxes, scrollHeight: el.scrollHeight, scrollWidth: el.scrollWidth, innerHeight, innerWidth };
+  }, selectors);
+}
