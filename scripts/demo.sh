@@ -22,6 +22,7 @@ esac
 ./scripts/vendor-www.sh
 echo "demo: building mpush-proxy (release)"
 cargo build --release --locked -q -p mpush-proxy
+PROXY=${CARGO_TARGET_DIR:-target}/release/mpush-proxy
 
 if [ "$MODE" = mpush ]; then
   for tool in java mvn redis-server; do
@@ -29,10 +30,10 @@ if [ "$MODE" = mpush ]; then
   done
   echo "demo: building the Java side (tests/real-mpush/build.sh: MPUSH 0.8.0 jars from Maven Central)"
   tests/real-mpush/build.sh
-  PORT=$PORT MPUSH_PROXY_BIN=target/release/mpush-proxy exec node scripts/demo-mpush.mjs
+  PORT=$PORT MPUSH_PROXY_BIN=$PROXY exec node scripts/demo-mpush.mjs
 fi
 
 echo
 echo "demo: open http://127.0.0.1:$PORT/ in your browser (Ctrl-C to stop)"
 echo
-exec target/release/mpush-proxy --listen "127.0.0.1:$PORT" --www www --gateway-key-file .mpush-gateway-key.toml
+exec "$PROXY" --listen "127.0.0.1:$PORT" --www www --gateway-key-file .mpush-gateway-key.toml
