@@ -67,8 +67,9 @@ const SCENARIOS = [
     name: "repeat-handshake",
     about: "a second handshake on the same connection is refused (the SDK then stops itself)",
     // The SDK stops itself on that Error while the server may be closing: whether it reports
-    // the disconnect depends on which comes first.
-    ignore: ["disconnected"],
+    // the disconnect, or even reconnects ("connected") before its stop lands, depends on which
+    // of its threads comes first (seen in CI against both servers).
+    ignore: ["disconnected", "connected"],
     expect: {
       A: [
         { event: "handshake-ok" },
@@ -181,6 +182,9 @@ const SCENARIOS = [
   {
     name: "fast-connect",
     about: "a restarted client (new JVM) fast connects with its persisted session, binds again, gets a push",
+    // Client B's shutdown races its reader thread: it may or may not report the disconnect
+    // before "done" (seen in CI against the gateway; the SDK, not the server, decides).
+    ignore: ["disconnected"],
     expect: {
       A: [{ event: "handshake-ok" }, ok(5, "bind success"), { event: "stopped" }, { event: "done" }],
       B: [
@@ -226,6 +230,8 @@ const SCENARIOS = [
     name: "fast-connect-after-restart",
     about: "the SERVER restarts between two runs of a client: fast connect with the stored session",
     needs: "a server the suite can restart",
+    // Client A's stop races the server going down: it may report the disconnect before "done".
+    ignore: ["disconnected"],
     // session-save, then restartServer(), then session-resume (see run below)
     steps: [
       { driver: "session-save", args: ["--device", "dev-restart", "--user", "restart-u"], client: "A" },
