@@ -77,6 +77,7 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
                 "status": "ok",
                 "connections": shared.active.load(std::sync::atomic::Ordering::Relaxed),
                 "users": shared.router.user_count(),
+                "refusedConnections": shared.limits.refused.load(std::sync::atomic::Ordering::Relaxed),
             }),
         ),
         (&Method::GET, "/public-key") => {

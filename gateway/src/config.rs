@@ -28,6 +28,8 @@ pub struct GatewayConfig {
     pub api: ApiConfig,
     /// Where upstream pushes (client -> server) go.
     pub upstream: UpstreamConfig,
+    /// Per-peer and per-packet bounds MPUSH does not have, against hostile clients.
+    pub limits: LimitsConfig,
 }
 
 impl Default for GatewayConfig {
@@ -40,6 +42,39 @@ impl Default for GatewayConfig {
             http: HttpProxyConfig::default(),
             api: ApiConfig::default(),
             upstream: UpstreamConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// Bounds on what one peer can cost the gateway, checked before the work they bound
+/// (gateway-specific; MPUSH has none of them). `0` disables a connection cap.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LimitsConfig {
+    /// Open MPUSH connections in total; more are closed at accept.
+    pub max_connections: usize,
+    /// Open MPUSH connections per client IP address; more are closed at accept.
+    pub max_connections_per_ip: usize,
+    /// Connections per client IP that have not completed a handshake or fast connect yet;
+    /// more are closed at accept.
+    pub max_unauthenticated_per_ip: usize,
+    /// Largest RSA-encrypted handshake or fast connect body, bytes, checked before
+    /// decrypting (a real one is 1 to 3 blocks of 128 bytes); bigger: Error 100 and close.
+    pub max_handshake_body: usize,
+    /// Longest string field (device id, OS strings, session id, user id, alias, tags) of a
+    /// handshake, fast connect, bind or unbind, bytes; longer: Error 100 and close.
+    pub max_field_length: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        LimitsConfig {
+            max_connections: 100_000,
+            max_connections_per_ip: 10_000,
+            max_unauthenticated_per_ip: 256,
+            max_handshake_body: 512,
+            max_field_length: 1024,
         }
     }
 }
@@ -167,7 +202,9 @@ impl GatewayConfig {
     }
 
     /// Applies `MPUSH_GATEWAY_*` variables looked up with `var`: `LISTEN`, `API_LISTEN`,
-    /// `PRIVATE_KEY`, `PUBLIC_KEY`, `KEY_FILE`, `API_TOKEN`, `WEBHOOK`.
+    /// `PRIVATE_KEY`, `PUBLIC_KEY`, `KEY_FILE`, `API_TOKEN`, `WEBHOOK`, and the `[limits]`
+    /// keys `MAX_CONNECTIONS`, `MAX_CONNECTIONS_PER_IP`, `MAX_UNAUTHENTICATED_PER_IP`,
+    /// `MAX_HANDSHAKE_BODY`, `MAX_FIELD_LENGTH`.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), GatewayError> {
         let get = |name: &str| var(&format!("MPUSH_GATEWAY_{name}")).filter(|v| !v.trim().is_empty());
         if let Some(v) = get("LISTEN") {
@@ -191,6 +228,21 @@ impl GatewayConfig {
         if let Some(v) = get("WEBHOOK") {
             self.upstream.webhook = Some(v);
         }
+        let l = &mut self.limits;
+        for (name, field) in [
+            ("MAX_CONNECTIONS", &mut l.max_connections),
+            ("MAX_CONNECTIONS_PER_IP", &mut l.max_connections_per_ip),
+            ("MAX_UNAUTHENTICATED_PER_IP", &mut l.max_unauthenticated_per_ip),
+            ("MAX_HANDSHAKE_BODY", &mut l.max_handshake_body),
+            ("MAX_FIELD_LENGTH", &mut l.max_field_length),
+        ] {
+            if let Some(v) = get(name) {
+                *field = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| GatewayError::Config(format!("MPUSH_GATEWAY_{name}: not a number: {v:?}")))?;
+            }
+        }
         Ok(())
     }
 
@@ -206,6 +258,11 @@ impl GatewayConfig {
         if c.max_packet_size == 0 || c.session_expired_time == 0 || c.pre_handshake_heartbeat <= 0 {
             return Err(GatewayError::Config(
                 "max-packet-size, session-expired-time and pre-handshake-heartbeat must be > 0".into(),
+            ));
+        }
+        if self.limits.max_handshake_body < 128 || self.limits.max_field_length == 0 {
+            return Err(GatewayError::Config(
+                "limits: max-handshake-body must be >= 128 (one RSA block) and max-field-length > 0".into(),
             ));
         }
         if self.http.max_content_length == 0 || self.http.default_read_timeout == 0 {
@@ -265,6 +322,10 @@ mod tests {
         assert_eq!((c.core.max_heartbeat_timeouts, c.core.pre_handshake_heartbeat), (4, 3000));
         assert_eq!(c.core.handshake_timeout, Some(1));
         assert!(GatewayConfig::from_toml("[core]\npre-handshake-heartbeat = 0").unwrap().validate().is_err());
+        let c = GatewayConfig::from_toml("[limits]\nmax-connections = 5\nmax-handshake-body = 384").unwrap();
+        assert_eq!((c.limits.max_connections, c.limits.max_handshake_body), (5, 384));
+        assert_eq!((c.limits.max_unauthenticated_per_ip, c.limits.max_field_length), (256, 1024));
+        assert!(GatewayConfig::from_toml("[limits]\nmax-handshake-body = 100").unwrap().validate().is_err());
     }
 
     #[test]
@@ -278,6 +339,9 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen.port(), 3000);
         assert_eq!(c.api.token.as_deref(), Some("secret"));
+        c.apply_env(|k| (k == "MPUSH_GATEWAY_MAX_CONNECTIONS_PER_IP").then(|| "7".into())).unwrap();
+        assert_eq!(c.limits.max_connections_per_ip, 7);
+        assert!(c.apply_env(|k| (k == "MPUSH_GATEWAY_MAX_FIELD_LENGTH").then(|| "x".into())).is_err());
         assert!(c.apply_env(|_| Some("nope".into())).is_err());
     }
 }

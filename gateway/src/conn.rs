@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::http_proxy::ProxyOutcome;
+use crate::limits::Admission;
 use crate::push::PushResult;
 use crate::router::{split_tags, ConnHandle, ConnId};
 use crate::sink::UpstreamMessage;
@@ -70,6 +71,8 @@ struct Conn {
     /// Users routed to this connection. A fast connect makes the session forget its user but
     /// not the route (as MPUSH); routes are removed on unbind and at close.
     routes: HashSet<String>,
+    /// This connection's slots in the connection caps.
+    admission: Admission,
 }
 
 /// Serves one accepted MPUSH connection until it closes.
@@ -77,6 +80,7 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
+    admission: Admission,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -92,6 +96,7 @@ pub(crate) async fn serve(
         awaiting_ack: HashMap::new(),
         awaiting_write: Vec::new(),
         routes: HashSet::new(),
+        admission,
     };
     let (mut reader, mut writer) = stream.into_split();
     let mut buf = vec![0u8; 16 * 1024];
@@ -179,9 +184,11 @@ impl Conn {
     fn on_event(&mut self, e: ServerEvent) {
         match e {
             ServerEvent::HandshakeOk { client, heartbeat, .. } => {
+                self.admission.authenticated();
                 tracing::debug!(conn = self.id, device = %client.device_id, heartbeat, "handshake ok");
             }
             ServerEvent::FastConnected { client, heartbeat } => {
+                self.admission.authenticated();
                 tracing::debug!(conn = self.id, device = %client.device_id, heartbeat, "fast connected");
             }
             ServerEvent::Bound { user_id, tags, .. } => {

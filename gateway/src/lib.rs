@@ -38,6 +38,7 @@ mod http1;
 pub mod http_proxy;
 mod java;
 pub mod keys;
+mod limits;
 pub mod push;
 pub mod router;
 pub mod sink;
@@ -94,6 +95,7 @@ pub(crate) struct Shared {
     /// Push session ids: one counter for every connection, as MPUSH's `BaseMessage.ID_SEQ`.
     pub(crate) next_push_id: AtomicI32,
     pub(crate) active: AtomicUsize,
+    pub(crate) limits: Arc<limits::ConnLimits>,
 }
 
 /// Replaceable parts: where upstream pushes go, where resumable sessions live, and the key
@@ -166,6 +168,8 @@ impl Gateway {
             );
         }
         server_config.http_proxy_enabled = config.http.proxy_enabled;
+        server_config.max_handshake_body = config.limits.max_handshake_body;
+        server_config.max_field_len = config.limits.max_field_length;
         let (store, purge): (Arc<dyn SessionStore>, _) = match options.session_store {
             Some(s) => (s, None),
             None => {
@@ -191,6 +195,7 @@ impl Gateway {
             next_conn_id: AtomicU64::new(1),
             next_push_id: AtomicI32::new(1),
             active: AtomicUsize::new(0),
+            limits: Arc::new(limits::ConnLimits::new(&config.limits)),
         });
         Ok(Gateway { shared, mpush, api, purge })
     }
@@ -236,11 +241,20 @@ impl Gateway {
             tokio::select! {
                 r = mpush.accept() => match r {
                     Ok((stream, peer)) => {
+                        // Caps before the connection costs anything: dropping the stream
+                        // closes it.
+                        let admission = match shared.limits.admit(peer.ip()) {
+                            Ok(a) => a,
+                            Err(refusal) => {
+                                tracing::warn!(%peer, %refusal, "connection refused at accept");
+                                continue;
+                            }
+                        };
                         let shared = shared.clone();
                         let stop = stop_rx.clone();
                         shared.active.fetch_add(1, Ordering::Relaxed);
                         tokio::spawn(async move {
-                            conn::serve(shared.clone(), stream, peer, stop).await;
+                            conn::serve(shared.clone(), stream, peer, admission, stop).await;
                             shared.active.fetch_sub(1, Ordering::Relaxed);
                         });
                     }

@@ -43,6 +43,21 @@ struct Cli {
     /// (MPUSH: 10000, so about 40 s).
     #[arg(long)]
     pre_handshake_heartbeat: Option<i32>,
+    /// Open MPUSH connections in total; 0: no cap ([limits] max-connections).
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Open MPUSH connections per client IP; 0: no cap.
+    #[arg(long)]
+    max_connections_per_ip: Option<usize>,
+    /// Connections per client IP not yet handshaked; 0: no cap.
+    #[arg(long)]
+    max_unauthenticated_per_ip: Option<usize>,
+    /// Largest RSA-encrypted handshake or fast connect body, bytes.
+    #[arg(long)]
+    max_handshake_body: Option<usize>,
+    /// Longest string field of a handshake, fast connect, bind or unbind, bytes.
+    #[arg(long)]
+    max_field_length: Option<usize>,
 }
 
 /// Where the dev-mode key pair is kept when nothing else is configured.
@@ -85,6 +100,18 @@ fn load_config(cli: Cli) -> Result<GatewayConfig, mpush_gateway::GatewayError> {
     }
     if let Some(v) = cli.max_heartbeat {
         config.core.max_heartbeat = v;
+    }
+    let l = &mut config.limits;
+    for (cli, field) in [
+        (cli.max_connections, &mut l.max_connections),
+        (cli.max_connections_per_ip, &mut l.max_connections_per_ip),
+        (cli.max_unauthenticated_per_ip, &mut l.max_unauthenticated_per_ip),
+        (cli.max_handshake_body, &mut l.max_handshake_body),
+        (cli.max_field_length, &mut l.max_field_length),
+    ] {
+        if let Some(v) = cli {
+            *field = v;
+        }
     }
     if config.security.private_key.is_none() && config.security.key_file.is_none() {
         config.security.key_file = Some(PathBuf::from(DEFAULT_KEY_FILE));

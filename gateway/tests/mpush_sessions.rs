@@ -1,6 +1,6 @@
 //! Connection behaviour over real sockets as MPUSH 0.8.0 shows it to a client: the idle check
 //! before any handshake, code-0 refusals, unbind and re-bind, a second fast connect on one
-//! connection (and the kick MPUSH then sends that very connection), push ids shared by every
+//! connection (refused by the gateway: Error 100 and close), push ids shared by every
 //! connection.
 
 mod common;
@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{bind, start, RawClient, WAIT};
-use mpush_protocol::message::{BindUser, ErrorMessage, FastConnect, FastConnectOk, Kick, Message, OkMessage};
+use mpush_protocol::message::{BindUser, ErrorMessage, FastConnect, Message, OkMessage};
 use mpush_protocol::{ClientEvent, Command, ErrorCode, Flags};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -112,34 +112,24 @@ async fn unbind_and_rebind_as_mpush() {
 }
 
 #[tokio::test]
-async fn a_second_fast_connect_keeps_the_route_and_a_new_bind_kicks_this_connection() {
+async fn a_second_fast_connect_is_error_100_and_closes() {
     let gw = start(|_| {}).await;
     let mut raw = RawClient::connect(gw.handle.mpush_addr()).await;
     raw.handshake(&gw.public_key(), "dev-fc").await;
     raw.send_sealed(Command::BIND, 2, &bind_body("carol", None)).await;
     ok(&raw.recv(WAIT).await.expect("ok"));
 
-    // Fast connect again on the same connection: accepted, the session forgets carol...
-    let (sid, key, iv) = raw.session.clone().expect("session");
+    // MPUSH would replace the session context; the gateway allows one handshake or fast
+    // connect per connection and answers as to a body it cannot handle.
+    let (sid, _, _) = raw.session.clone().expect("session");
     let fc = FastConnect { session_id: sid, device_id: "dev-fc".into(), min_heartbeat: 0, max_heartbeat: 0 };
     raw.send(Command::FAST_CONNECT, Flags::NONE, 3, fc.encode()).await;
-    let p = raw.recv(WAIT).await.expect("fast connect ok");
-    assert_eq!((p.cmd, FastConnectOk::decode(&p.body).expect("ok").heartbeat), (Command::FAST_CONNECT, 180_000));
-    raw.cipher = Some(mpush_protocol::AesCipher::new(key, iv));
-    // ...but her route still leads here: pushes to her arrive.
-    let (_, body) = gw.push(json!({"userId": "carol", "content": "still routed"})).await;
-    assert_eq!(body["results"][0]["code"], 1);
-    let p = raw.recv(WAIT).await.expect("push");
-    assert_eq!(raw.open(&p), b"still routed");
-
-    // Binding her again replaces the route with itself: MPUSH kicks the connection it
-    // replaces, this one, after the Ok.
-    raw.send_sealed(Command::BIND, 4, &bind_body("carol", None)).await;
-    assert_eq!(ok(&raw.recv(WAIT).await.expect("ok")).data.as_deref(), Some("bind success"));
-    let p = raw.recv(WAIT).await.expect("kick");
-    assert_eq!((p.cmd, p.session_id), (Command::KICK, 0));
-    let k = Kick::decode(&raw.open(&p)).expect("kick");
-    assert_eq!((k.device_id.as_str(), k.user_id.as_str()), ("dev-fc", "carol"));
+    let e = error(&raw.recv(WAIT).await.expect("error"));
+    assert_eq!(
+        (e.cmd, e.code, e.reason.as_deref()),
+        (Command::FAST_CONNECT, ErrorCode::DISPATCH_ERROR, Some("handle message error"))
+    );
+    assert!(raw.recv(WAIT).await.is_none(), "closed");
     gw.handle.shutdown().await;
 }
 

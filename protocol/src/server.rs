@@ -9,6 +9,11 @@
 //! current session key; pushes and HTTP requests accepted before any handshake; an idle check
 //! that ticks every heartbeat from the moment of connection.
 //!
+//! Where MPUSH lets one hostile connection cost the server without bound, the session is
+//! stricter, answering as MPUSH answers a body it cannot handle (Error 100, then close; see
+//! [`DispatchError::Limit`]): one handshake or fast connect per connection, a size cap on an
+//! RSA-encrypted handshake body checked before decrypting, and a length cap on string fields.
+//!
 //! Routing users to connections, performing HTTP requests and storing sessions for real are
 //! the driver's job.
 
@@ -80,6 +85,15 @@ pub struct ServerConfig {
     /// (`SessionContext.heartbeat`), so a connection that sends nothing is closed about 40 s
     /// after it opened, and one that only sends heartbeats is never closed.
     pub pre_handshake_heartbeat: i32,
+    /// Largest RSA-encrypted handshake or fast connect body, bytes, checked *before*
+    /// decrypting (default 512: four 1024-bit RSA blocks; a real handshake takes one to
+    /// three). Each block costs one private-key operation, so this bounds what one packet can
+    /// cost. Gateway-specific: a bigger one gets Error 100 and a close.
+    pub max_handshake_body: usize,
+    /// Longest string field of a handshake, fast connect, bind or unbind (device id, OS name
+    /// and version, client version, session id, user id, alias, tags), bytes (default 1024).
+    /// Gateway-specific: a longer one gets Error 100 and a close.
+    pub max_field_len: usize,
 }
 
 impl ServerConfig {
@@ -96,6 +110,8 @@ impl ServerConfig {
             max_heartbeat_timeouts: 2,
             http_proxy_enabled: false,
             pre_handshake_heartbeat: 10_000,
+            max_handshake_body: 512,
+            max_field_len: 1024,
         }
     }
 
@@ -109,8 +125,8 @@ impl ServerConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ServerEvent {
-    /// A handshake completed; the resumable session was stored. A connection that was already
-    /// handshaked (another device id) keeps its bound user, as MPUSH keeps its session context.
+    /// A handshake completed; the resumable session was stored. At most one handshake or fast
+    /// connect completes per connection (see [`DispatchError::Limit`]).
     HandshakeOk {
         /// Who connected.
         client: ClientInfo,
@@ -119,9 +135,8 @@ pub enum ServerEvent {
         /// Negotiated heartbeat, ms.
         heartbeat: i32,
     },
-    /// A fast connect restored a stored session. MPUSH replaces the connection's whole session
-    /// context: a user bound on this connection before is forgotten without an unbind (its
-    /// route is left as it was), and the client must bind again.
+    /// A fast connect restored a stored session; the client must bind again. Only on a
+    /// connection that has not completed a handshake or fast connect yet.
     FastConnected {
         /// Who connected.
         client: ClientInfo,
@@ -254,6 +269,12 @@ pub enum DispatchError {
     /// A request MPUSH's handler throws on (a null or short field it dereferences).
     #[error("{0}")]
     Handler(&'static str),
+    /// A gateway limit MPUSH does not have: a second handshake (another device id) or fast
+    /// connect on a connection that already completed one, an RSA-encrypted handshake body
+    /// over [`ServerConfig::max_handshake_body`], a string field over
+    /// [`ServerConfig::max_field_len`]. Answered as MPUSH answers a body it cannot handle.
+    #[error("limit: {0}")]
+    Limit(&'static str),
 }
 
 /// An error from [`ServerSession::handle_input`]; the connection must be closed (MPUSH closes
@@ -479,8 +500,27 @@ impl ServerSession {
         self.wire.send_packet(now, Packet { cmd, flags: flags | extra, session_id, body });
     }
 
+    /// Refuses an RSA-encrypted handshake or fast connect body too large to be worth
+    /// decrypting, before any private-key work.
+    fn check_rsa_body(&self, p: &Packet) -> Result<(), DispatchError> {
+        let rsa = self.wire.cipher.is_none() && p.flags.contains(Flags::CRYPTO) && !p.flags.contains(Flags::JSON);
+        if rsa && p.body.len() > self.config.max_handshake_body {
+            return Err(DispatchError::Limit("RSA-encrypted body over max_handshake_body"));
+        }
+        Ok(())
+    }
+
+    fn check_fields(&self, fields: &[&Option<String>]) -> Result<(), DispatchError> {
+        if fields.iter().any(|f| f.as_ref().is_some_and(|s| s.len() > self.config.max_field_len)) {
+            return Err(DispatchError::Limit("string field over max_field_len"));
+        }
+        Ok(())
+    }
+
     fn on_handshake(&mut self, now: u64, p: &Packet, store: &dyn SessionStore) -> Result<(), DispatchError> {
+        self.check_rsa_body(p)?;
         let m = decode::decode(&self.open(p)?, decode::handshake)?;
+        self.check_fields(&[&m.device_id, &m.os_name, &m.os_version, &m.client_version])?;
         // MPUSH mixes the keys before it validates anything: a missing or short client key
         // throws there.
         let client_key = m.client_key.as_deref().unwrap_or_default();
@@ -503,6 +543,11 @@ impl ServerSession {
         if self.client.as_ref().is_some_and(|c| c.device_id == device_id) {
             self.refuse(now, p, reason::REPEAT_HANDSHAKE);
             return Ok(());
+        }
+        // MPUSH would start a new session here (another device id on a live connection): one
+        // connection could then mint any number of resumable sessions. Refused and closed.
+        if self.client.is_some() {
+            return Err(DispatchError::Limit("second handshake on one connection"));
         }
         let session_key = mix_key(&client_key, &server_key);
         let heartbeat = self.config.negotiate_heartbeat(m.max_heartbeat);
@@ -544,7 +589,15 @@ impl ServerSession {
     }
 
     fn on_fast_connect(&mut self, now: u64, p: &Packet, store: &dyn SessionStore) -> Result<(), DispatchError> {
+        // MPUSH lets a connected client fast connect again (and replace its session context);
+        // one handshake or fast connect per connection here. A *refused* fast connect does
+        // not count: the client handshakes next on the same connection, as MPUSH expects.
+        if self.client.is_some() {
+            return Err(DispatchError::Limit("fast connect on a connection that already connected"));
+        }
+        self.check_rsa_body(p)?;
         let m = decode::decode(&self.open(p)?, decode::fast_connect)?;
+        self.check_fields(&[&m.session_id, &m.device_id])?;
         // Redis keys the session by the id as Java prints it; an expired key is gone
         // (`expireTime < now`), and a stored string that does not split into its six fields
         // (a comma in an OS string) decodes to nothing.
@@ -584,6 +637,7 @@ impl ServerSession {
 
     fn on_bind(&mut self, now: u64, p: &Packet) -> Result<(), DispatchError> {
         let m = decode::decode(&self.open(p)?, decode::bind_user)?;
+        self.check_fields(&[&m.user_id, &m.data, &m.tags])?;
         let Some(user_id) = m.user_id else {
             self.refuse(now, p, reason::INVALID_PARAM);
             self.close(CloseReason::InvalidRequest("bind without user id"));
@@ -614,6 +668,7 @@ impl ServerSession {
 
     fn on_unbind(&mut self, now: u64, p: &Packet) -> Result<(), DispatchError> {
         let m = decode::decode(&self.open(p)?, decode::bind_user)?;
+        self.check_fields(&[&m.user_id, &m.data, &m.tags])?;
         if m.user_id.is_none() {
             self.refuse(now, p, reason::INVALID_PARAM);
             self.close(CloseReason::InvalidRequest("unbind without user id"));

@@ -2,7 +2,7 @@
 //! two stored-session formats MPUSH uses (the client's `PersistentSession` string and the
 //! server's resumable session).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use crate::frame::Flags;
@@ -208,29 +208,69 @@ pub trait SessionStore: Send + Sync {
 }
 
 /// An in-memory [`SessionStore`], bounded in entries.
+///
+/// Full, it evicts the session stored longest ago, in O(1): an insertion-ordered queue of
+/// `(id, generation)` beside the map. Every server session gets the same lifetime, so that is
+/// also the one expiring first. Re-storing an id (or purging) leaves a stale queue entry
+/// behind, skipped when it comes up and dropped by a compaction once stale entries outnumber
+/// live ones, so the queue stays within twice the map.
 #[derive(Debug)]
 pub struct MemorySessionStore {
-    map: Mutex<HashMap<String, ResumableSession>>,
+    inner: Mutex<StoreInner>,
     max_entries: usize,
 }
 
+#[derive(Debug, Default)]
+struct StoreInner {
+    /// Session and the generation of its queue entry.
+    map: HashMap<String, (ResumableSession, u64)>,
+    /// Ids in insertion order with the generation they were stored under.
+    order: VecDeque<(String, u64)>,
+    next_gen: u64,
+}
+
+impl StoreInner {
+    /// Removes the live session stored longest ago; amortized O(1).
+    fn evict_oldest(&mut self) {
+        while let Some((id, generation)) = self.order.pop_front() {
+            if self.map.get(&id).is_some_and(|(_, g)| *g == generation) {
+                self.map.remove(&id);
+                return;
+            }
+        }
+    }
+
+    /// Drops stale queue entries once they outnumber the live ones.
+    fn compact(&mut self) {
+        if self.order.len() > 2 * self.map.len() + 16 {
+            let map = &self.map;
+            self.order.retain(|(id, generation)| map.get(id).is_some_and(|(_, g)| g == generation));
+        }
+    }
+}
+
 impl MemorySessionStore {
-    /// A store holding at most `max_entries` sessions (the ones expiring first are evicted).
+    /// A store holding at most `max_entries` sessions (the ones stored first are evicted).
     pub fn new(max_entries: usize) -> MemorySessionStore {
-        MemorySessionStore { map: Mutex::new(HashMap::new()), max_entries: max_entries.max(1) }
+        MemorySessionStore { inner: Mutex::new(StoreInner::default()), max_entries: max_entries.max(1) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StoreInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Drops sessions that expired before `now` (MPUSH: `expireTime < now`); returns how
     /// many are left.
     pub fn purge_expired(&self, now: u64) -> usize {
-        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        m.retain(|_, s| s.expire_time >= now as i64);
-        m.len()
+        let mut inner = self.lock();
+        inner.map.retain(|_, (s, _)| s.expire_time >= now as i64);
+        inner.compact();
+        inner.map.len()
     }
 
     /// Number of stored sessions.
     pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.lock().map.len()
     }
 
     /// Whether the store is empty.
@@ -241,18 +281,19 @@ impl MemorySessionStore {
 
 impl SessionStore for MemorySessionStore {
     fn get(&self, id: &str) -> Option<ResumableSession> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.lock().map.get(id).map(|(s, _)| s.clone())
     }
 
     fn put(&self, id: &str, session: ResumableSession) {
-        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if m.len() >= self.max_entries && !m.contains_key(id) {
-            let oldest = m.iter().min_by_key(|(_, s)| s.expire_time).map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                m.remove(&k);
-            }
+        let mut inner = self.lock();
+        if inner.map.len() >= self.max_entries && !inner.map.contains_key(id) {
+            inner.evict_oldest();
         }
-        m.insert(id.to_owned(), session);
+        let generation = inner.next_gen;
+        inner.next_gen += 1;
+        inner.map.insert(id.to_owned(), (session, generation));
+        inner.order.push_back((id.to_owned(), generation));
+        inner.compact();
     }
 }
 
@@ -318,5 +359,70 @@ mod tests {
         assert!(st.get("a").is_none());
         assert_eq!(st.purge_expired(2), 2);
         assert_eq!(st.purge_expired(3), 1);
+    }
+
+    fn session(expire_time: i64) -> ResumableSession {
+        ResumableSession {
+            os_name: String::new(),
+            os_version: String::new(),
+            client_version: String::new(),
+            device_id: String::new(),
+            key: [0; 16],
+            iv: [0; 16],
+            expire_time,
+        }
+    }
+
+    #[test]
+    fn memory_store_evicts_in_insertion_order() {
+        let st = MemorySessionStore::new(3);
+        for id in ["a", "b", "c"] {
+            st.put(id, session(9));
+        }
+        // Re-storing "a" makes it the newest: "b" goes first, then "c".
+        st.put("a", session(10));
+        st.put("d", session(9));
+        assert!(st.get("b").is_none());
+        st.put("e", session(9));
+        assert!(st.get("c").is_none());
+        assert_eq!(st.get("a").map(|s| s.expire_time), Some(10));
+        assert!(st.get("d").is_some() && st.get("e").is_some());
+        assert_eq!(st.len(), 3);
+    }
+
+    #[test]
+    fn memory_store_queue_stays_bounded() {
+        // Re-storing one id over and over and purging must not grow the queue.
+        let st = MemorySessionStore::new(4);
+        for _ in 0..10_000 {
+            st.put("same", session(1));
+        }
+        assert!(st.lock().order.len() <= 2 + 16 + 1);
+        for i in 0..1000 {
+            st.put(&i.to_string(), session(i));
+        }
+        assert_eq!(st.len(), 4);
+        assert!(st.lock().order.len() <= 2 * 4 + 16 + 1);
+        assert_eq!(st.purge_expired(999), 1);
+        assert!(st.get("999").is_some());
+        assert!(st.lock().order.len() <= 2 + 16 + 1);
+        // A full store after purges still evicts the oldest live session.
+        for id in ["x", "y", "z"] {
+            st.put(id, session(5000));
+        }
+        st.put("w", session(5000));
+        assert!(st.get("999").is_none());
+        assert_eq!(st.len(), 4);
+    }
+
+    #[test]
+    fn memory_store_put_is_fast_when_full() {
+        // The old store scanned every entry on each put when full (quadratic here).
+        let st = MemorySessionStore::new(50_000);
+        for i in 0..150_000 {
+            st.put(&i.to_string(), session(i));
+        }
+        assert_eq!(st.len(), 50_000);
+        assert!(st.get("99999").is_none() && st.get("100000").is_some());
     }
 }

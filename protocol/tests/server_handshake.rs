@@ -106,19 +106,25 @@ fn a_repeated_handshake_is_decrypted_with_the_session_key() {
     assert_eq!(s.out(), vec![error_packet(Command::HANDSHAKE, 0, "repeat handshake", 2)]);
     assert!(!s.s.is_closed() && s.events().is_empty());
 
-    // Another device id on the same connection: a new handshake, the bound user kept.
-    let bind = BindUser { user_id: "u".into(), alias: None, tags: None }.encode();
-    s.input(&packet(Command::BIND, Flags::CRYPTO, 3, session.encrypt(&bind)));
-    s.out();
-    s.events();
+    // Another device id on the same connection: MPUSH would start a second session; the
+    // gateway allows one handshake per connection (Error 100, then close).
     s.input(&packet(Command::HANDSHAKE, Flags::CRYPTO, 4, session.encrypt(&handshake("device-2", &CK, &IV).encode())));
-    let (_, session2) = handshake_ok(&s.out()[0], 4);
-    assert!(matches!(&s.events()[..], [ServerEvent::HandshakeOk { client, .. }] if client.device_id == "device-2"));
-    assert_eq!(s.s.user_id(), Some("u"));
+    assert_eq!(s.out(), vec![dispatch_error(Command::HANDSHAKE, 4)]);
+    assert!(matches!(
+        close_reason(&s.events()),
+        Some(CloseReason::DispatchError { error: DispatchError::Limit(_), .. })
+    ));
+    assert!(s.s.is_closed());
+}
 
+#[test]
+fn an_rsa_encrypted_second_handshake_is_error_100_then_close() {
+    let mut s = Server::new();
+    s.input(&packet(Command::HANDSHAKE, Flags::CRYPTO, 1, rsa(&handshake("device-1", &CK, &IV).encode())));
+    handshake_ok(&s.out()[0], 1);
+    s.events();
     // RSA-encrypted, as a client that believes it is on a new connection sends it: the
-    // session key cannot decrypt it, Error 100 and close.
-    let _ = session2;
+    // session key cannot decrypt it, Error 100 and close (MPUSH's answer).
     s.input(&packet(Command::HANDSHAKE, Flags::CRYPTO, 5, rsa(&handshake("device-2", &CK, &IV).encode())));
     assert_eq!(s.out(), vec![dispatch_error(Command::HANDSHAKE, 5)]);
     assert!(s.s.is_closed());
@@ -205,22 +211,34 @@ fn null_strings_are_stored_as_java_prints_them() {
 }
 
 #[test]
-fn a_second_fast_connect_replaces_the_session_and_forgets_the_user() {
+fn a_second_fast_connect_is_error_100_then_close() {
+    // MPUSH would replace the session context; the gateway allows one per connection.
     let mut s = Server::resumed();
-    let bind = BindUser { user_id: "user-42".into(), alias: None, tags: None }.encode();
-    s.input(&packet(Command::BIND, Flags::CRYPTO, 2, cipher().encrypt(&bind)));
-    s.out();
-    s.events();
     s.input(&packet(Command::FAST_CONNECT, Flags::NONE, 3, fast_connect(SESSION_ID, "device-1").encode()));
-    assert_eq!(
-        s.out(),
-        vec![packet(Command::FAST_CONNECT, Flags::NONE, 3, FastConnectOk { heartbeat: 180_000 }.encode())]
-    );
-    // No Unbound: MPUSH drops the context without unbinding.
-    assert!(matches!(&s.events()[..], [ServerEvent::FastConnected { .. }]));
-    assert_eq!(s.s.user_id(), None);
-    // Binding the same user again is a new bind, not a tags change.
-    s.input(&packet(Command::BIND, Flags::CRYPTO, 4, cipher().encrypt(&bind)));
-    assert_eq!(s.out(), vec![ok_packet(Command::BIND, "bind success", 4)]);
-    assert!(matches!(&s.events()[..], [ServerEvent::Bound { .. }]));
+    assert_eq!(s.out(), vec![dispatch_error(Command::FAST_CONNECT, 3)]);
+    assert!(matches!(
+        close_reason(&s.events()),
+        Some(CloseReason::DispatchError { cmd: Command::FAST_CONNECT, error: DispatchError::Limit(_) })
+    ));
+    assert!(s.s.is_closed());
+}
+
+#[test]
+fn a_handshake_after_a_fast_connect_is_error_100_then_close() {
+    let mut s = Server::resumed();
+    let hs = handshake("device-9", &CK, &IV).encode();
+    s.input(&packet(Command::HANDSHAKE, Flags::CRYPTO, 3, cipher().encrypt(&hs)));
+    assert_eq!(s.out(), vec![dispatch_error(Command::HANDSHAKE, 3)]);
+    assert!(s.s.is_closed());
+}
+
+#[test]
+fn a_refused_fast_connect_then_one_handshake_is_fine() {
+    let mut s = Server::new();
+    s.input(&packet(Command::FAST_CONNECT, Flags::NONE, 1, fast_connect("nope", "device-1").encode()));
+    assert_eq!(s.out(), vec![error_packet(Command::FAST_CONNECT, 0, "session expired", 1)]);
+    s.input(&packet(Command::HANDSHAKE, Flags::CRYPTO, 2, rsa(&handshake("device-1", &CK, &IV).encode())));
+    handshake_ok(&s.out()[0], 2);
+    assert!(matches!(&s.events()[..], [ServerEvent::HandshakeOk { .. }]));
+    assert!(!s.s.is_closed());
 }
