@@ -65,6 +65,9 @@ pub struct LimitsConfig {
     /// Longest string field (device id, OS strings, session id, user id, alias, tags) of a
     /// handshake, fast connect, bind or unbind, bytes; longer: Error 100 and close.
     pub max_field_length: usize,
+    /// RSA private-key operations (handshake bodies) running at once, on blocking threads
+    /// off the async workers; `0`: one per CPU core.
+    pub rsa_workers: usize,
 }
 
 impl Default for LimitsConfig {
@@ -75,6 +78,7 @@ impl Default for LimitsConfig {
             max_unauthenticated_per_ip: 256,
             max_handshake_body: 512,
             max_field_length: 1024,
+            rsa_workers: 0,
         }
     }
 }
@@ -204,7 +208,7 @@ impl GatewayConfig {
     /// Applies `MPUSH_GATEWAY_*` variables looked up with `var`: `LISTEN`, `API_LISTEN`,
     /// `PRIVATE_KEY`, `PUBLIC_KEY`, `KEY_FILE`, `API_TOKEN`, `WEBHOOK`, and the `[limits]`
     /// keys `MAX_CONNECTIONS`, `MAX_CONNECTIONS_PER_IP`, `MAX_UNAUTHENTICATED_PER_IP`,
-    /// `MAX_HANDSHAKE_BODY`, `MAX_FIELD_LENGTH`.
+    /// `MAX_HANDSHAKE_BODY`, `MAX_FIELD_LENGTH`, `RSA_WORKERS`.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), GatewayError> {
         let get = |name: &str| var(&format!("MPUSH_GATEWAY_{name}")).filter(|v| !v.trim().is_empty());
         if let Some(v) = get("LISTEN") {
@@ -235,6 +239,7 @@ impl GatewayConfig {
             ("MAX_UNAUTHENTICATED_PER_IP", &mut l.max_unauthenticated_per_ip),
             ("MAX_HANDSHAKE_BODY", &mut l.max_handshake_body),
             ("MAX_FIELD_LENGTH", &mut l.max_field_length),
+            ("RSA_WORKERS", &mut l.rsa_workers),
         ] {
             if let Some(v) = get(name) {
                 *field = v

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mpush_protocol::{AckMode, CloseReason, ServerEvent, ServerSession};
+use mpush_protocol::{AckMode, CloseReason, CryptoError, ServerEvent, ServerSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
@@ -73,7 +73,12 @@ struct Conn {
     routes: HashSet<String>,
     /// This connection's slots in the connection caps.
     admission: Admission,
+    /// The RSA decryption just requested by the session, for the loop to wait on.
+    rsa_requested: Option<RsaResult>,
 }
+
+/// Where the plaintext of a deferred RSA decryption arrives.
+type RsaResult = oneshot::Receiver<Result<Vec<u8>, CryptoError>>;
 
 /// Serves one accepted MPUSH connection until it closes.
 pub(crate) async fn serve(
@@ -97,12 +102,18 @@ pub(crate) async fn serve(
         awaiting_write: Vec::new(),
         routes: HashSet::new(),
         admission,
+        rsa_requested: None,
     };
     let (mut reader, mut writer) = stream.into_split();
     let mut buf = vec![0u8; 16 * 1024];
+    // While the session waits for an RSA plaintext the socket is not read: backpressure.
+    let mut rsa_pending: Option<RsaResult> = None;
     tracing::debug!(conn = id, %peer, "connection accepted");
     let why = loop {
         c.process_events();
+        if let Some(rx) = c.rsa_requested.take() {
+            rsa_pending = Some(rx);
+        }
         match tokio::time::timeout(WRITE_TIMEOUT, flush(&mut writer, &mut c.session)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => break format!("write failed: {e}"),
@@ -116,7 +127,7 @@ pub(crate) async fn serve(
         }
         let sleep = c.session.poll_timeout().map(|at| Duration::from_millis(at.saturating_sub(now_ms())));
         tokio::select! {
-            r = reader.read(&mut buf) => match r {
+            r = reader.read(&mut buf), if rsa_pending.is_none() => match r {
                 Ok(0) => break "closed by the client".to_owned(),
                 Ok(n) => {
                     if let Err(e) = c.session.handle_input(now_ms(), &buf[..n], &*c.shared.store) {
@@ -132,6 +143,18 @@ pub(crate) async fn serve(
                     c.handle_command(cmd);
                 }
             }
+            plain = rsa_wait(&mut rsa_pending) => {
+                rsa_pending = None;
+                match plain {
+                    Ok(plain) => {
+                        if let Err(e) = c.session.rsa_decrypted(now_ms(), plain, &*c.shared.store) {
+                            c.process_events();
+                            break format!("bad input: {e}");
+                        }
+                    }
+                    Err(_) => c.session.close(CloseReason::Requested),
+                }
+            }
             () = sleep_opt(sleep) => c.session.handle_timeout(now_ms()),
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
@@ -143,6 +166,13 @@ pub(crate) async fn serve(
     tracing::debug!(conn = id, %peer, reason = %why, "connection closed");
     let _ = writer.shutdown().await;
     c.cleanup();
+}
+
+async fn rsa_wait(rx: &mut Option<RsaResult>) -> Result<Result<Vec<u8>, CryptoError>, oneshot::error::RecvError> {
+    match rx {
+        Some(rx) => rx.await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_opt(d: Option<Duration>) {
@@ -237,6 +267,25 @@ impl Conn {
                     let outcome = proxy.perform(request, peer).await;
                     let _ = tx.send(ConnCommand::HttpReply { session_id, outcome }).await;
                 });
+            }
+            ServerEvent::RsaDecryptNeeded { ciphertext } => {
+                let (tx, rx) = oneshot::channel();
+                let permits = self.shared.rsa_permits.clone();
+                let config = self.shared.server_config.clone();
+                tokio::spawn(async move {
+                    // At most `rsa-workers` private-key operations at once, on blocking
+                    // threads: a handshake flood queues here instead of stalling the workers
+                    // that serve live connections.
+                    let Ok(_permit) = permits.acquire_owned().await else { return };
+                    if tx.is_closed() {
+                        return; // the connection is gone: skip the work
+                    }
+                    let work = tokio::task::spawn_blocking(move || config.private_key.decrypt(&ciphertext));
+                    if let Ok(plain) = work.await {
+                        let _ = tx.send(plain);
+                    }
+                });
+                self.rsa_requested = Some(rx);
             }
             ServerEvent::Close { reason } => {
                 tracing::debug!(conn = self.id, ?reason, "session closing");

@@ -96,6 +96,8 @@ pub(crate) struct Shared {
     pub(crate) next_push_id: AtomicI32,
     pub(crate) active: AtomicUsize,
     pub(crate) limits: Arc<limits::ConnLimits>,
+    /// Permits for RSA private-key work on blocking threads (`[limits] rsa-workers`).
+    pub(crate) rsa_permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// Replaceable parts: where upstream pushes go, where resumable sessions live, and the key
@@ -170,6 +172,12 @@ impl Gateway {
         server_config.http_proxy_enabled = config.http.proxy_enabled;
         server_config.max_handshake_body = config.limits.max_handshake_body;
         server_config.max_field_len = config.limits.max_field_length;
+        // Private-key work goes to blocking threads behind `rsa_permits` (conn.rs).
+        server_config.defer_rsa = true;
+        let rsa_workers = match config.limits.rsa_workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         let (store, purge): (Arc<dyn SessionStore>, _) = match options.session_store {
             Some(s) => (s, None),
             None => {
@@ -196,6 +204,7 @@ impl Gateway {
             next_push_id: AtomicI32::new(1),
             active: AtomicUsize::new(0),
             limits: Arc::new(limits::ConnLimits::new(&config.limits)),
+            rsa_permits: Arc::new(tokio::sync::Semaphore::new(rsa_workers)),
         });
         Ok(Gateway { shared, mpush, api, purge })
     }

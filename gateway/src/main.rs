@@ -58,6 +58,9 @@ struct Cli {
     /// Longest string field of a handshake, fast connect, bind or unbind, bytes.
     #[arg(long)]
     max_field_length: Option<usize>,
+    /// RSA private-key operations at once, off the async workers; 0: one per core.
+    #[arg(long)]
+    rsa_workers: Option<usize>,
 }
 
 /// Where the dev-mode key pair is kept when nothing else is configured.
@@ -108,6 +111,7 @@ fn load_config(cli: Cli) -> Result<GatewayConfig, mpush_gateway::GatewayError> {
         (cli.max_unauthenticated_per_ip, &mut l.max_unauthenticated_per_ip),
         (cli.max_handshake_body, &mut l.max_handshake_body),
         (cli.max_field_length, &mut l.max_field_length),
+        (cli.rsa_workers, &mut l.rsa_workers),
     ] {
         if let Some(v) = cli {
             *field = v;

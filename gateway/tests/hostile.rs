@@ -165,3 +165,47 @@ async fn the_unauthenticated_cap_counts_only_connections_not_yet_handshaked() {
     let mut fifth = connect_from([127, 0, 0, 1], addr).await;
     assert!(closed_without_a_byte(&mut fifth).await, "cap reached again");
 }
+
+#[tokio::test]
+async fn a_handshake_flood_does_not_stall_an_established_connection() {
+    // One RSA worker and a single-threaded runtime (the test's): private-key work done inline
+    // would hold the only async thread for the whole flood.
+    const FLOOD: usize = 40;
+    let gw = start(|c| c.limits.rsa_workers = 1).await;
+    let addr = gw.handle.mpush_addr();
+    let mut live = RawClient::connect(addr).await;
+    live.handshake(&gw.public_key(), "dev-live").await;
+
+    // Handshakes padded to four RSA blocks (the most the default cap lets through).
+    let mut plain = handshake_body("dev-flood");
+    plain.resize(400, 0);
+    let body = gw.public_key().encrypt(&mut rand::rngs::OsRng, &plain).expect("rsa");
+    assert_eq!(body.len(), 512);
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::channel(FLOOD);
+    let mut flood = Vec::new();
+    for _ in 0..FLOOD {
+        let (body, answered, sent) = (body.clone(), answered.clone(), sent_tx.clone());
+        flood.push(tokio::spawn(async move {
+            let mut raw = RawClient::connect(addr).await;
+            raw.send(Command::HANDSHAKE, Flags::CRYPTO, 1, body).await;
+            let _ = sent.send(()).await;
+            let p = raw.recv(WAIT).await.expect("flood handshake answered");
+            assert_eq!(p.cmd, Command::HANDSHAKE);
+            answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }));
+    }
+    for _ in 0..FLOOD {
+        sent_rx.recv().await.expect("flood sent");
+    }
+    // The live connection's heartbeat is echoed while the flood is still being worked off.
+    live.stream.write_all(&[0xDF]).await.expect("heartbeat");
+    let mut b = [0u8; 1];
+    let echo = tokio::time::timeout(Duration::from_secs(10), live.stream.read_exact(&mut b)).await;
+    let done = answered.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(echo, Ok(Ok(_))) && b[0] == 0xDF, "no heartbeat echo during the flood");
+    assert!(done < FLOOD, "the echo waited for the whole flood ({done} of {FLOOD} answered first)");
+    for t in flood {
+        t.await.expect("flood task");
+    }
+}

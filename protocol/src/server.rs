@@ -94,6 +94,14 @@ pub struct ServerConfig {
     /// and version, client version, session id, user id, alias, tags), bytes (default 1024).
     /// Gateway-specific: a longer one gets Error 100 and a close.
     pub max_field_len: usize,
+    /// Hand RSA private-key work to the driver instead of doing it inside
+    /// [`ServerSession::handle_input`] (default false). When set, a body that needs the RSA
+    /// key (one sent before a handshake or fast connect) yields
+    /// [`ServerEvent::RsaDecryptNeeded`] and the session processes nothing else until
+    /// [`ServerSession::rsa_decrypted`] brings the plaintext back. A driver on an async
+    /// runtime uses it to decrypt on a blocking thread, so a flood of handshakes cannot stall
+    /// the workers serving live connections.
+    pub defer_rsa: bool,
 }
 
 impl ServerConfig {
@@ -112,6 +120,7 @@ impl ServerConfig {
             pre_handshake_heartbeat: 10_000,
             max_handshake_body: 512,
             max_field_len: 1024,
+            defer_rsa: false,
         }
     }
 
@@ -195,6 +204,16 @@ pub enum ServerEvent {
         session_id: i32,
         /// The request.
         request: HttpRequest,
+    },
+    /// Only with [`ServerConfig::defer_rsa`]: decrypt `ciphertext` with the RSA private key
+    /// ([`RsaPrivateKey::decrypt`]) and hand the result to [`ServerSession::rsa_decrypted`].
+    /// Until then the session processes no further input (keep feeding it or stop reading;
+    /// stopping is the backpressure). The body is at most
+    /// [`ServerConfig::max_handshake_body`] for a handshake or fast connect, at most
+    /// `max_packet_size` otherwise.
+    RsaDecryptNeeded {
+        /// The packet body, as received.
+        ciphertext: Vec<u8>,
     },
     /// The session is over: flush the transmit queue, then close the connection.
     Close {
@@ -333,6 +352,10 @@ pub struct ServerSession {
     idle_misses: u32,
     events: VecDeque<ServerEvent>,
     closed: bool,
+    /// With `defer_rsa`: the packet waiting for its RSA plaintext.
+    parked: Option<Packet>,
+    /// The plaintext [`ServerSession::rsa_decrypted`] brought for the parked packet.
+    rsa_plain: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for ServerSession {
@@ -363,6 +386,8 @@ impl ServerSession {
             idle_misses: 0,
             events: VecDeque::new(),
             closed: false,
+            parked: None,
+            rsa_plain: None,
         }
     }
 
@@ -392,7 +417,42 @@ impl ServerSession {
             return Err(ServerError::Closed);
         }
         self.decoder.feed(bytes);
-        while !self.closed {
+        self.process(now, store)
+    }
+
+    /// Whether the session waits for [`ServerSession::rsa_decrypted`].
+    pub fn is_awaiting_rsa(&self) -> bool {
+        self.parked.is_some()
+    }
+
+    /// The driver's answer to [`ServerEvent::RsaDecryptNeeded`]: the plaintext, or the
+    /// decryption error (answered with Error 100 and a close, as without `defer_rsa`).
+    /// Processing then goes on with the input received meanwhile. Ignored when nothing waits.
+    pub fn rsa_decrypted(
+        &mut self,
+        now: u64,
+        plaintext: Result<Vec<u8>, CryptoError>,
+        store: &dyn SessionStore,
+    ) -> Result<(), ServerError> {
+        if self.closed {
+            return Err(ServerError::Closed);
+        }
+        let Some(p) = self.parked.take() else { return Ok(()) };
+        match plaintext {
+            Ok(plain) => {
+                self.rsa_plain = Some(plain);
+                self.dispatch(now, p, store);
+                self.rsa_plain = None;
+            }
+            Err(e) => self.fail(now, &p, DispatchError::Crypto(e)),
+        }
+        self.process(now, store)
+    }
+
+    /// Whole frames from the decoder until it needs more bytes, the session closes or a
+    /// packet waits for its RSA plaintext.
+    fn process(&mut self, now: u64, store: &dyn SessionStore) -> Result<(), ServerError> {
+        while !self.closed && self.parked.is_none() {
             let frame = match self.decoder.next_frame() {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
@@ -416,6 +476,20 @@ impl ServerSession {
     /// MPUSH's `MessageDispatcher`: the handler for the command, Error 100 and close when it
     /// throws, Error 101 and close when there is none.
     fn dispatch(&mut self, now: u64, p: Packet, store: &dyn SessionStore) {
+        if self.rsa_plain.is_none() && self.needs_rsa(&p) {
+            // The size cap comes before any private-key work, deferred or not.
+            if matches!(p.cmd, Command::HANDSHAKE | Command::FAST_CONNECT) {
+                if let Err(error) = self.check_rsa_body(&p) {
+                    self.fail(now, &p, error);
+                    return;
+                }
+            }
+            if self.config.defer_rsa {
+                self.events.push_back(ServerEvent::RsaDecryptNeeded { ciphertext: p.body.clone() });
+                self.parked = Some(p);
+                return;
+            }
+        }
         let handled = match p.cmd {
             // Echoed as the one-byte heartbeat whatever the frame held.
             Command::HEARTBEAT => {
@@ -436,15 +510,41 @@ impl ServerSession {
             }
         };
         if let Err(error) = handled {
-            self.send_error(now, &p, ErrorCode::DISPATCH_ERROR, reason::DISPATCH_ERROR);
-            self.close(CloseReason::DispatchError { cmd: p.cmd, error });
+            self.fail(now, &p, error);
         }
+    }
+
+    /// MPUSH's dispatcher catching an exception: Error 100, then close.
+    fn fail(&mut self, now: u64, p: &Packet, error: DispatchError) {
+        self.send_error(now, p, ErrorCode::DISPATCH_ERROR, reason::DISPATCH_ERROR);
+        self.close(CloseReason::DispatchError { cmd: p.cmd, error });
+    }
+
+    /// Whether the packet's handler will open its body with the RSA key: a non-empty CRYPTO
+    /// body (not JSON, which fails first) before a handshake or fast connect, for a command
+    /// whose handler opens the body.
+    fn needs_rsa(&self, p: &Packet) -> bool {
+        let opens = match p.cmd {
+            Command::HANDSHAKE
+            | Command::FAST_CONNECT
+            | Command::BIND
+            | Command::UNBIND
+            | Command::PUSH
+            | Command::ACK => true,
+            Command::HTTP_PROXY => self.config.http_proxy_enabled,
+            _ => false,
+        };
+        opens
+            && self.wire.cipher.is_none()
+            && !p.body.is_empty()
+            && p.flags.contains(Flags::CRYPTO)
+            && !p.flags.contains(Flags::JSON)
     }
 
     /// MPUSH's `BaseMessage.decodeBody`: an empty body is not touched; otherwise the JSON flag
     /// fails, CRYPTO decrypts with the context's cipher (RSA until a handshake), COMPRESS
     /// inflates, and nothing left is an error.
-    fn open(&self, p: &Packet) -> Result<Vec<u8>, DispatchError> {
+    fn open(&mut self, p: &Packet) -> Result<Vec<u8>, DispatchError> {
         if p.body.is_empty() {
             return Ok(Vec::new());
         }
@@ -454,7 +554,10 @@ impl ServerSession {
         let mut body = if p.flags.contains(Flags::CRYPTO) {
             match &self.wire.cipher {
                 Some(aes) => aes.decrypt(&p.body)?,
-                None => self.config.private_key.decrypt(&p.body)?,
+                None => match self.rsa_plain.take() {
+                    Some(plain) => plain,
+                    None => self.config.private_key.decrypt(&p.body)?,
+                },
             }
         } else {
             p.body.clone()
@@ -501,10 +604,9 @@ impl ServerSession {
     }
 
     /// Refuses an RSA-encrypted handshake or fast connect body too large to be worth
-    /// decrypting, before any private-key work.
+    /// decrypting; called before any private-key work.
     fn check_rsa_body(&self, p: &Packet) -> Result<(), DispatchError> {
-        let rsa = self.wire.cipher.is_none() && p.flags.contains(Flags::CRYPTO) && !p.flags.contains(Flags::JSON);
-        if rsa && p.body.len() > self.config.max_handshake_body {
+        if p.body.len() > self.config.max_handshake_body {
             return Err(DispatchError::Limit("RSA-encrypted body over max_handshake_body"));
         }
         Ok(())
@@ -518,7 +620,6 @@ impl ServerSession {
     }
 
     fn on_handshake(&mut self, now: u64, p: &Packet, store: &dyn SessionStore) -> Result<(), DispatchError> {
-        self.check_rsa_body(p)?;
         let m = decode::decode(&self.open(p)?, decode::handshake)?;
         self.check_fields(&[&m.device_id, &m.os_name, &m.os_version, &m.client_version])?;
         // MPUSH mixes the keys before it validates anything: a missing or short client key
@@ -595,7 +696,6 @@ impl ServerSession {
         if self.client.is_some() {
             return Err(DispatchError::Limit("fast connect on a connection that already connected"));
         }
-        self.check_rsa_body(p)?;
         let m = decode::decode(&self.open(p)?, decode::fast_connect)?;
         self.check_fields(&[&m.session_id, &m.device_id])?;
         // Redis keys the session by the id as Java prints it; an expired key is gone
@@ -878,6 +978,7 @@ impl ServerSession {
         if !self.closed {
             self.closed = true;
             self.pending_acks.clear();
+            self.parked = None;
             self.events.push_back(ServerEvent::Close { reason });
         }
     }
