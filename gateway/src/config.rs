@@ -346,6 +346,8 @@ mod tests {
         assert_eq!(c.api.token.as_deref(), Some("secret"));
         c.apply_env(|k| (k == "MPUSH_GATEWAY_MAX_CONNECTIONS_PER_IP").then(|| "7".into())).unwrap();
         assert_eq!(c.limits.max_connections_per_ip, 7);
+        c.apply_env(|k| (k == "MPUSH_GATEWAY_RSA_WORKERS").then(|| "3".into())).unwrap();
+        assert_eq!(c.limits.rsa_workers, 3);
         assert!(c.apply_env(|k| (k == "MPUSH_GATEWAY_MAX_FIELD_LENGTH").then(|| "x".into())).is_err());
         assert!(c.apply_env(|_| Some("nope".into())).is_err());
     }
