@@ -49,8 +49,11 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 GW_PORT=$(port); API_PORT=$(port); PROXY_PORT=$(port)
 
+# All sessions reach the gateway from 127.0.0.1 (the load generator and the proxies): no
+# per-IP caps.
 "$BIN/mpush-gateway" --listen "127.0.0.1:$GW_PORT" --api-listen "127.0.0.1:$API_PORT" \
   --key-file "$WORK/key.toml" --min-heartbeat "$HEARTBEAT" --max-heartbeat "$HEARTBEAT" \
+  --max-connections-per-ip 0 --max-unauthenticated-per-ip 0 \
   >"$WORK/gateway.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do [ -s "$WORK/key.toml" ] && curl -sf "127.0.0.1:$API_PORT/health" >/dev/null && break; sleep 0.1; done

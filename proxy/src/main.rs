@@ -99,6 +99,11 @@ async fn start_embedded(cli: &Cli, config: &mut mpush_proxy::Config) -> Result<(
             let mut g = GatewayConfig::default();
             g.http.proxy_enabled = true;
             g.http.allow = vec![echo.to_string()];
+            // Every connection reaches the embedded gateway from this proxy on loopback, so
+            // per-IP caps would count all browsers as one peer; the proxy's own per-IP limits
+            // apply to the browsers themselves.
+            g.limits.max_connections_per_ip = 0;
+            g.limits.max_unauthenticated_per_ip = 0;
             g
         }
     };
