@@ -52,6 +52,21 @@ pub struct Cli {
     /// Maximum concurrent WebSocket sessions per client IP [default: 100].
     #[arg(long, env = "MPUSH_PROXY_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<usize>,
+    /// Maximum open TCP connections, checked at accept [default: max-connections + 1024].
+    #[arg(long, env = "MPUSH_PROXY_MAX_OPEN_CONNECTIONS")]
+    pub max_open_connections: Option<usize>,
+    /// Maximum open TCP connections per client IP [default: max-connections-per-ip + 16].
+    #[arg(long, env = "MPUSH_PROXY_MAX_OPEN_CONNECTIONS_PER_IP")]
+    pub max_open_connections_per_ip: Option<usize>,
+    /// Largest HTTP request head in bytes, at least 8192 [default: 16384].
+    #[arg(long, env = "MPUSH_PROXY_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Close plain HTTP connections with no request for this long [default: 15s].
+    #[arg(long, env = "MPUSH_PROXY_HTTP_IDLE_TIMEOUT", value_parser = parse_duration)]
+    pub http_idle_timeout: Option<Duration>,
+    /// Requests per plain HTTP connection before it is closed [default: 100].
+    #[arg(long, env = "MPUSH_PROXY_HTTP_MAX_REQUESTS")]
+    pub http_max_requests: Option<usize>,
     /// TLS handshake and HTTP request header timeout [default: 10s].
     #[arg(long, env = "MPUSH_PROXY_HANDSHAKE_TIMEOUT", value_parser = parse_duration)]
     pub handshake_timeout: Option<Duration>,
@@ -101,7 +116,8 @@ WebSocket close codes sent by the proxy:
   1003 text frames are not supported        1008 send timeout
   1009 packet too large                     1011 upstream closed | upstream error | upstream framing error
   1013 upstream unavailable
-HTTP answers before the upgrade: 403 origin not allowed, 429 per-IP limit, 503 total limit or draining.
+HTTP answers before the upgrade: 403 origin not allowed, 429 per-IP limit, 503 total limit or draining,
+431 request head over max-header-bytes. Over the open-connection caps, connections are closed at accept.
 Endpoints: /healthz, /readyz, /metrics (Prometheus), the WebSocket path, static files with --www.
 Embedded mode (no --upstream): an in-process mpush-gateway on loopback; the proxy also serves
 /demo-config.json and forwards /api/* to the gateway's push API for loopback clients.";
@@ -138,6 +154,15 @@ impl Cli {
         }
         set(&mut c.max_connections, &self.max_connections);
         set(&mut c.max_connections_per_ip, &self.max_connections_per_ip);
+        if self.max_open_connections.is_some() {
+            c.max_open_connections = self.max_open_connections;
+        }
+        if self.max_open_connections_per_ip.is_some() {
+            c.max_open_connections_per_ip = self.max_open_connections_per_ip;
+        }
+        set(&mut c.max_header_bytes, &self.max_header_bytes);
+        set(&mut c.http_idle_timeout, &self.http_idle_timeout);
+        set(&mut c.http_max_requests, &self.http_max_requests);
         set(&mut c.handshake_timeout, &self.handshake_timeout);
         set(&mut c.idle_timeout, &self.idle_timeout);
         set(&mut c.ping_interval, &self.ping_interval);

@@ -13,6 +13,13 @@ use serde::{Deserialize, Deserializer};
 pub const DEFAULT_UPSTREAM_MAX_BODY: usize = mpush_protocol::frame::DEFAULT_MAX_BODY;
 /// Default server -> browser body limit: room for MPUSH's 5 MB HTTP-proxy responses.
 pub const DEFAULT_DOWNSTREAM_MAX_BODY: usize = 6 * 1024 * 1024;
+/// Open TCP connections allowed beyond `max_connections` when `max_open_connections` is unset:
+/// plain HTTP (health checks, metrics, static files) and connections not yet upgraded.
+pub const OPEN_CONNECTION_HEADROOM: usize = 1024;
+/// Like [`OPEN_CONNECTION_HEADROOM`], per client IP beyond `max_connections_per_ip`.
+pub const OPEN_CONNECTION_HEADROOM_PER_IP: usize = 16;
+/// hyper's smallest allowed read buffer; `max_header_bytes` may not be below it.
+pub const MIN_HEADER_BYTES: usize = 8192;
 
 /// What the proxy does with HTTP-proxy packets (cmd 12) from the browser.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -70,6 +77,20 @@ pub struct Config {
     pub max_connections: usize,
     /// Maximum concurrent WebSocket sessions per client IP (IPv6: per /64) (HTTP 429 beyond).
     pub max_connections_per_ip: usize,
+    /// Maximum open TCP connections (before TLS and HTTP; sessions included), checked at
+    /// accept: beyond it a connection is closed at once. Unset: `max_connections` +
+    /// [`OPEN_CONNECTION_HEADROOM`]. Never below `max_connections`.
+    pub max_open_connections: Option<usize>,
+    /// Like `max_open_connections`, per client IP (IPv6: per /64). Unset:
+    /// `max_connections_per_ip` + [`OPEN_CONNECTION_HEADROOM_PER_IP`].
+    pub max_open_connections_per_ip: Option<usize>,
+    /// Largest HTTP request head (request line and headers) in bytes; larger ones get 431.
+    pub max_header_bytes: usize,
+    /// A plain HTTP connection with no request for this long is closed (keep-alive idle).
+    #[serde(deserialize_with = "de_duration")]
+    pub http_idle_timeout: Duration,
+    /// Requests served on one plain HTTP connection before it is closed (`Connection: close`).
+    pub http_max_requests: usize,
     /// Time allowed for the TLS handshake and for reading HTTP request headers.
     #[serde(deserialize_with = "de_duration")]
     pub handshake_timeout: Duration,
@@ -116,6 +137,11 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             max_connections: 10_000,
             max_connections_per_ip: 100,
+            max_open_connections: None,
+            max_open_connections_per_ip: None,
+            max_header_bytes: 16 * 1024,
+            http_idle_timeout: Duration::from_secs(15),
+            http_max_requests: 100,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(600),
             ping_interval: Duration::from_secs(30),
@@ -181,12 +207,25 @@ impl Config {
         if self.max_connections == 0 || self.max_connections_per_ip == 0 {
             return bad("max_connections and max_connections_per_ip must be at least 1".into());
         }
+        let (open, open_per_ip) = self.open_connection_caps();
+        if open < self.max_connections || open_per_ip < self.max_connections_per_ip {
+            return bad("max_open_connections(_per_ip) must not be below max_connections(_per_ip): \
+                 every session also holds an open connection"
+                .into());
+        }
+        if self.max_header_bytes < MIN_HEADER_BYTES {
+            return bad(format!("max_header_bytes must be at least {MIN_HEADER_BYTES}"));
+        }
+        if self.http_max_requests == 0 {
+            return bad("http_max_requests must be at least 1".into());
+        }
         if self.upstream_max_body > i32::MAX as usize || self.downstream_max_body > i32::MAX as usize {
             return bad("body limits must fit in an int32".into());
         }
         let durations = [
             ("connect_timeout", self.connect_timeout),
             ("handshake_timeout", self.handshake_timeout),
+            ("http_idle_timeout", self.http_idle_timeout),
             ("idle_timeout", self.idle_timeout),
             ("ping_interval", self.ping_interval),
             ("pong_timeout", self.pong_timeout),
@@ -198,6 +237,16 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The caps on open TCP connections, total and per IP, with unset ones derived from the
+    /// session caps (see [`Config::max_open_connections`]).
+    pub fn open_connection_caps(&self) -> (usize, usize) {
+        (
+            self.max_open_connections.unwrap_or(self.max_connections.saturating_add(OPEN_CONNECTION_HEADROOM)),
+            self.max_open_connections_per_ip
+                .unwrap_or(self.max_connections_per_ip.saturating_add(OPEN_CONNECTION_HEADROOM_PER_IP)),
+        )
     }
 
     /// Whether TLS is configured.
@@ -290,5 +339,20 @@ mod tests {
         c.tls_cert = None;
         c.ws_path = "mpush".into();
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn connection_caps_follow_the_session_caps_and_never_undercut_them() {
+        let mut c = Config { max_connections: 50, max_connections_per_ip: 5, ..Config::default() };
+        assert_eq!(c.open_connection_caps(), (50 + OPEN_CONNECTION_HEADROOM, 5 + OPEN_CONNECTION_HEADROOM_PER_IP));
+        assert!(c.validate().is_ok());
+        c.max_open_connections_per_ip = Some(4);
+        assert!(c.validate().is_err());
+        c.max_open_connections_per_ip = Some(5);
+        c.max_open_connections = Some(60);
+        assert_eq!(c.open_connection_caps(), (60, 5));
+        assert!(c.validate().is_ok());
+        c.max_header_bytes = 4096;
+        assert!(c.validate().is_err(), "hyper panics below 8 KiB");
     }
 }

@@ -1,4 +1,9 @@
-//! Session limits: total and per client IP (IPv6 grouped by /64).
+//! Limits on open TCP connections (checked at accept) and on WebSocket sessions (checked at
+//! the upgrade): each total and per client IP (IPv6 grouped by /64).
+//!
+//! A connection that becomes a session holds one slot of each kind: the connection caps
+//! default to the session caps plus headroom for plain HTTP and not yet upgraded connections
+//! (and are never below them), so counting both never lowers session capacity.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,8 +19,18 @@ pub(crate) enum LimitError {
     PerIp,
 }
 
+/// What a [`Limiter`] counts; selects the gauge and counter it keeps in [`Metrics`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Counted {
+    /// Accepted TCP connections, before TLS and HTTP.
+    Connections,
+    /// Upgraded WebSocket sessions.
+    Sessions,
+}
+
 #[derive(Debug)]
 pub(crate) struct Limiter {
+    counted: Counted,
     max_total: usize,
     max_per_ip: usize,
     state: Mutex<State>,
@@ -48,8 +63,15 @@ fn key(ip: IpAddr) -> IpAddr {
 }
 
 impl Limiter {
-    pub fn new(max_total: usize, max_per_ip: usize, metrics: Arc<Metrics>) -> Limiter {
-        Limiter { max_total, max_per_ip, state: Mutex::new(State::default()), metrics }
+    pub fn new(counted: Counted, max_total: usize, max_per_ip: usize, metrics: Arc<Metrics>) -> Limiter {
+        Limiter { counted, max_total, max_per_ip, state: Mutex::new(State::default()), metrics }
+    }
+
+    fn gauges(&self) -> (&std::sync::atomic::AtomicU64, &std::sync::atomic::AtomicU64) {
+        match self.counted {
+            Counted::Connections => (&self.metrics.open_connections, &self.metrics.open_connections_total),
+            Counted::Sessions => (&self.metrics.sessions_current, &self.metrics.sessions_total),
+        }
     }
 
     pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, LimitError> {
@@ -64,8 +86,9 @@ impl Limiter {
         }
         *n += 1;
         st.total += 1;
-        self.metrics.sessions_current.fetch_add(1, Relaxed);
-        self.metrics.sessions_total.fetch_add(1, Relaxed);
+        let (current, total) = self.gauges();
+        current.fetch_add(1, Relaxed);
+        total.fetch_add(1, Relaxed);
         Ok(Permit { limiter: Arc::clone(self), key })
     }
 }
@@ -80,7 +103,7 @@ impl Drop for Permit {
                 st.per_ip.remove(&self.key);
             }
         }
-        self.limiter.metrics.sessions_current.fetch_sub(1, Relaxed);
+        self.limiter.gauges().0.fetch_sub(1, Relaxed);
     }
 }
 
@@ -90,7 +113,7 @@ mod tests {
 
     #[test]
     fn limits_total_and_per_ip_and_release_on_drop() {
-        let l = Arc::new(Limiter::new(3, 2, Arc::new(Metrics::new(&[]))));
+        let l = Arc::new(Limiter::new(Counted::Sessions, 3, 2, Arc::new(Metrics::new(&[]))));
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         let p1 = l.try_acquire(a).unwrap();

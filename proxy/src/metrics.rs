@@ -45,6 +45,13 @@ pub(crate) struct Metrics {
     pub bytes_up: AtomicU64,
     pub bytes_down: AtomicU64,
     pub http_proxy_denied: AtomicU64,
+    /// Open TCP connections (HTTP, pending upgrades and sessions).
+    pub open_connections: AtomicU64,
+    /// TCP connections accepted (under the connection caps).
+    pub open_connections_total: AtomicU64,
+    /// TCP connections closed at accept: over the total cap, over the per-IP cap.
+    pub refused_total_cap: AtomicU64,
+    pub refused_per_ip_cap: AtomicU64,
     upstream_names: Vec<String>,
     upstream_connect_failures: Vec<AtomicU64>,
     pub upstream_active: Vec<AtomicU64>,
@@ -66,6 +73,10 @@ impl Metrics {
             bytes_up: AtomicU64::new(0),
             bytes_down: AtomicU64::new(0),
             http_proxy_denied: AtomicU64::new(0),
+            open_connections: AtomicU64::new(0),
+            open_connections_total: AtomicU64::new(0),
+            refused_total_cap: AtomicU64::new(0),
+            refused_per_ip_cap: AtomicU64::new(0),
             upstream_names: upstreams.to_vec(),
             upstream_connect_failures: counters(upstreams.len()),
             upstream_active: counters(upstreams.len()),
@@ -116,6 +127,13 @@ impl Metrics {
         let _ = writeln!(o, "mpush_proxy_connections {}", g(&self.sessions_current));
         head(&mut o, "mpush_proxy_connections_total", "counter", "WebSocket sessions accepted.");
         let _ = writeln!(o, "mpush_proxy_connections_total {}", g(&self.sessions_total));
+        head(&mut o, "mpush_proxy_tcp_connections", "gauge", "Open TCP connections (HTTP, upgrading, sessions).");
+        let _ = writeln!(o, "mpush_proxy_tcp_connections {}", g(&self.open_connections));
+        head(&mut o, "mpush_proxy_tcp_connections_total", "counter", "TCP connections accepted under the caps.");
+        let _ = writeln!(o, "mpush_proxy_tcp_connections_total {}", g(&self.open_connections_total));
+        head(&mut o, "mpush_proxy_tcp_refused_total", "counter", "TCP connections closed at accept, by cap.");
+        let _ = writeln!(o, "mpush_proxy_tcp_refused_total{{reason=\"total_limit\"}} {}", g(&self.refused_total_cap));
+        let _ = writeln!(o, "mpush_proxy_tcp_refused_total{{reason=\"per_ip_limit\"}} {}", g(&self.refused_per_ip_cap));
         head(&mut o, "mpush_proxy_packets_total", "counter", "MPUSH packets relayed, by direction.");
         let _ = writeln!(o, "mpush_proxy_packets_total{{direction=\"upstream\"}} {}", g(&self.packets_up));
         let _ = writeln!(o, "mpush_proxy_packets_total{{direction=\"downstream\"}} {}", g(&self.packets_down));

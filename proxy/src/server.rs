@@ -3,7 +3,9 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -29,7 +31,7 @@ use tracing::{debug, info, warn};
 use crate::bridge::{self, Ctx};
 use crate::close::CloseReason;
 use crate::config::Config;
-use crate::limits::{LimitError, Limiter, Permit};
+use crate::limits::{Counted, LimitError, Limiter, Permit};
 use crate::metrics::{Metrics, Rejection};
 use crate::upstream::Upstreams;
 use crate::{static_files, tls, ProxyError};
@@ -40,7 +42,9 @@ pub const SUBPROTOCOL: &str = "mpush";
 /// packet check; only far larger ones are cut off inside tungstenite.
 const MESSAGE_SLACK: usize = 64 * 1024;
 /// How long shut-down sessions get for their close handshakes before `run` returns anyway.
-const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// At most one warning per this interval about connections refused at accept.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 type Body = Full<Bytes>;
 
@@ -48,7 +52,15 @@ struct Shared {
     config: Config,
     metrics: Arc<Metrics>,
     upstreams: Arc<Upstreams>,
+    /// WebSocket sessions, checked at the upgrade.
     limiter: Arc<Limiter>,
+    /// Open TCP connections, checked at accept.
+    conn_limiter: Arc<Limiter>,
+    /// When a refusal at accept was last logged (ms since `started`), for rate limiting.
+    refusal_logged_ms: AtomicU64,
+    /// Refusals at accept not logged since then.
+    refusals_unlogged: AtomicU64,
+    started: Instant,
     /// Stop accepting; finish HTTP keep-alive connections; refuse new upgrades.
     draining: CancellationToken,
     /// Close open WebSocket sessions with 1001.
@@ -89,8 +101,14 @@ impl Proxy {
         let local_addr = listener.local_addr()?;
         let metrics = Arc::new(Metrics::new(&config.upstreams));
         let upstreams = Arc::new(Upstreams::new(&config.upstreams, config.connect_timeout, Arc::clone(&metrics)));
-        let limiter =
-            Arc::new(Limiter::new(config.max_connections, config.max_connections_per_ip, Arc::clone(&metrics)));
+        let limiter = Arc::new(Limiter::new(
+            Counted::Sessions,
+            config.max_connections,
+            config.max_connections_per_ip,
+            Arc::clone(&metrics),
+        ));
+        let (open, open_per_ip) = config.open_connection_caps();
+        let conn_limiter = Arc::new(Limiter::new(Counted::Connections, open, open_per_ip, Arc::clone(&metrics)));
         let max_message = HEADER_LEN + config.upstream_max_body + MESSAGE_SLACK;
         // Small buffers: an idle session keeps tungstenite's read buffer allocated.
         let ws_config = WebSocketConfig::default()
@@ -103,6 +121,10 @@ impl Proxy {
             metrics,
             upstreams,
             limiter,
+            conn_limiter,
+            refusal_logged_ms: AtomicU64::new(0),
+            refusals_unlogged: AtomicU64::new(0),
+            started: Instant::now(),
             draining: CancellationToken::new(),
             closing: CancellationToken::new(),
             ws_config,
@@ -128,19 +150,22 @@ impl Proxy {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        // Counted before TLS and HTTP: over a cap, the socket is closed here
+                        // and nothing is allocated for it.
+                        let Some(permit) = admit(&shared, peer) else { continue };
                         let _ = stream.set_nodelay(true);
-                        tracker.spawn(handle_connection(Arc::clone(&shared), tls.clone(), stream, peer));
+                        tracker.spawn(handle_connection(Arc::clone(&shared), tls.clone(), stream, peer, permit));
                     }
                     Err(e) => {
                         // Usually out of file descriptors: back off instead of spinning.
                         warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
             }
         }
         drop(listener);
-        let open = shared.metrics.sessions_current.load(std::sync::atomic::Ordering::Relaxed);
+        let open = shared.metrics.sessions_current.load(Relaxed);
         info!(open_sessions = open, drain_timeout = ?shared.config.drain_timeout, "draining");
         shared.draining.cancel();
         tracker.close();
@@ -164,7 +189,39 @@ pub async fn serve(
     Proxy::from_listener(config, listener)?.run(shutdown).await
 }
 
-async fn handle_connection(shared: Arc<Shared>, tls: Option<TlsAcceptor>, stream: TcpStream, peer: SocketAddr) {
+/// The open-connection caps at accept. `None`: over a cap; the caller drops the socket.
+fn admit(shared: &Shared, peer: SocketAddr) -> Option<Permit> {
+    let why = match shared.conn_limiter.try_acquire(peer.ip()) {
+        Ok(permit) => return Some(permit),
+        Err(why) => why,
+    };
+    let counter = match why {
+        LimitError::Total => &shared.metrics.refused_total_cap,
+        LimitError::PerIp => &shared.metrics.refused_per_ip_cap,
+    };
+    counter.fetch_add(1, Relaxed);
+    // A flood must not turn into a log flood: one warning per interval, with the count.
+    let now = u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let last = shared.refusal_logged_ms.load(Relaxed);
+    let interval = u64::try_from(REFUSAL_LOG_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+    let due = last == 0 || now.saturating_sub(last) >= interval;
+    if due && shared.refusal_logged_ms.compare_exchange(last, now.max(1), Relaxed, Relaxed).is_ok() {
+        let suppressed = shared.refusals_unlogged.swap(0, Relaxed);
+        warn!(%peer, cap = ?why, suppressed, "connection refused at accept: open-connection cap reached");
+    } else {
+        shared.refusals_unlogged.fetch_add(1, Relaxed);
+        debug!(%peer, cap = ?why, "connection refused at accept");
+    }
+    None
+}
+
+async fn handle_connection(
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    _permit: Permit,
+) {
     match tls {
         None => serve_http(shared, stream, peer).await,
         Some(acceptor) => match timeout(shared.config.handshake_timeout, acceptor.accept(stream)).await {
@@ -183,6 +240,13 @@ struct Pending {
 
 type Slot = Arc<Mutex<Option<Pending>>>;
 
+/// Requests seen on one HTTP connection, for the keep-alive idle timeout and request cap.
+#[derive(Default)]
+struct Activity {
+    requests: AtomicUsize,
+    notify: tokio::sync::Notify,
+}
+
 /// HTTP/1.1 on one connection; if a request was upgraded, the WebSocket session then runs
 /// in this same task (one task per connection).
 async fn serve_http<I>(shared: Arc<Shared>, io: I, peer: SocketAddr)
@@ -190,22 +254,45 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let slot: Slot = Arc::default();
+    let activity = Arc::new(Activity::default());
     let service = {
-        let (shared, slot) = (Arc::clone(&shared), Arc::clone(&slot));
+        let (shared, slot, activity) = (Arc::clone(&shared), Arc::clone(&slot), Arc::clone(&activity));
         service_fn(move |req| {
-            let (shared, slot) = (Arc::clone(&shared), Arc::clone(&slot));
-            async move { Ok::<_, Infallible>(route(&shared, req, peer, &slot).await) }
+            let (shared, slot, activity) = (Arc::clone(&shared), Arc::clone(&slot), Arc::clone(&activity));
+            async move {
+                let served = activity.requests.fetch_add(1, Relaxed) + 1;
+                activity.notify.notify_one();
+                let mut r = route(&shared, req, peer, &slot).await;
+                if served >= shared.config.http_max_requests && r.status() != StatusCode::SWITCHING_PROTOCOLS {
+                    // hyper closes the connection after a response that says so.
+                    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(r)
+            }
         })
     };
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(shared.config.handshake_timeout);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.config.handshake_timeout)
+        .max_buf_size(shared.config.max_header_bytes);
     let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
     tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        () = shared.draining.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let idle = shared.config.http_idle_timeout;
+    let result = loop {
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            () = shared.draining.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                break conn.await;
+            }
+            // Any request restarts the idle timer.
+            () = activity.notify.notified() => {}
+            () = tokio::time::sleep(idle) => {
+                // Keep-alive idle (or never sent a request): close once any response is out.
+                conn.as_mut().graceful_shutdown();
+                break conn.await;
+            }
         }
     };
     if let Err(e) = result {
