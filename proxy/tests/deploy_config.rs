@@ -34,6 +34,13 @@ fn production_config_loads_through_the_cli_with_its_documented_values() {
     assert!(!c.allowed_origins.is_empty());
     assert!(c.allowed_origins.iter().all(|o| o.starts_with("https://") && o != "*"), "{:?}", c.allowed_origins);
     assert_eq!((c.max_connections, c.max_connections_per_ip), (10_000, 100));
+    // The connection caps written out equal the defaults derived from the session caps.
+    assert_eq!((c.max_open_connections, c.max_open_connections_per_ip), (Some(11_024), Some(116)));
+    let mut derived = c.clone();
+    (derived.max_open_connections, derived.max_open_connections_per_ip) = (None, None);
+    assert_eq!(derived.open_connection_caps(), c.open_connection_caps());
+    assert_eq!(c.max_header_bytes, 16 * 1024);
+    assert_eq!((c.http_idle_timeout, c.http_max_requests), (Duration::from_secs(15), 100));
     assert_eq!((c.upstream_max_body, c.downstream_max_body), (10_240, 6 * 1024 * 1024));
     assert_eq!(c.http_proxy, HttpProxyMode::Forward);
     assert_eq!(c.idle_timeout, Duration::from_secs(600));
