@@ -96,7 +96,8 @@ pub fn compress(data: &[u8]) -> Vec<u8> {
     bits.out.extend_from_slice(&[0x78, 0x01]);
     bits.put(1, 1); // BFINAL
     bits.put(1, 2); // BTYPE 01: fixed Huffman codes
-                    // head[h] and prev[i] hold position + 1 (0: none) of earlier 3-byte strings with hash h.
+
+    // head[h] and prev[i] hold position + 1 (0: none) of earlier 3-byte strings with hash h.
     let mut head = vec![0u32; 1 << HASH_BITS];
     let mut prev = vec![0u32; data.len()];
     let insert = |i: usize, head: &mut [u32], prev: &mut [u32]| {
