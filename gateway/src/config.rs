@@ -161,6 +161,13 @@ pub struct HttpProxyConfig {
     pub max_content_length: usize,
     /// Most redirects followed.
     pub max_redirects: u32,
+    /// `max-in-flight`: most HTTP-proxy requests one connection may have under way at once
+    /// (gateway-specific; MPUSH has no bound). One more is answered at once with a generated
+    /// 503 "Service Unavailable".
+    pub max_in_flight: usize,
+    /// `max-read-timeout`: the largest `readTimeout` a client may ask for, ms (gateway-specific;
+    /// larger values are clamped to it).
+    pub max_read_timeout: u64,
 }
 
 impl Default for HttpProxyConfig {
@@ -172,6 +179,8 @@ impl Default for HttpProxyConfig {
             default_read_timeout: 10_000,
             max_content_length: 5 * 1024 * 1024,
             max_redirects: 5,
+            max_in_flight: 8,
+            max_read_timeout: 30_000,
         }
     }
 }
@@ -270,8 +279,14 @@ impl GatewayConfig {
                 "limits: max-handshake-body must be >= 128 (one RSA block) and max-field-length > 0".into(),
             ));
         }
-        if self.http.max_content_length == 0 || self.http.default_read_timeout == 0 {
-            return Err(GatewayError::Config("http max-content-length and default-read-timeout must be > 0".into()));
+        if self.http.max_content_length == 0
+            || self.http.default_read_timeout == 0
+            || self.http.max_in_flight == 0
+            || self.http.max_read_timeout == 0
+        {
+            return Err(GatewayError::Config(
+                "http max-content-length, default-read-timeout, max-in-flight and max-read-timeout must be > 0".into(),
+            ));
         }
         for (host, addrs) in &self.http.dns_mapping {
             if addrs.is_empty() {

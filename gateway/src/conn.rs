@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
 
 use crate::http_proxy::ProxyOutcome;
 use crate::limits::Admission;
@@ -75,6 +76,9 @@ struct Conn {
     admission: Admission,
     /// The RSA decryption just requested by the session, for the loop to wait on.
     rsa_requested: Option<RsaResult>,
+    /// HTTP-proxy requests under way. Dropped with the connection, which aborts them (and
+    /// closes their upstream sockets).
+    http_tasks: JoinSet<()>,
 }
 
 /// Where the plaintext of a deferred RSA decryption arrives.
@@ -103,6 +107,7 @@ pub(crate) async fn serve(
         routes: HashSet::new(),
         admission,
         rsa_requested: None,
+        http_tasks: JoinSet::new(),
     };
     let (mut reader, mut writer) = stream.into_split();
     let mut buf = vec![0u8; 16 * 1024];
@@ -260,10 +265,20 @@ impl Conn {
                 }
             }
             ServerEvent::HttpRequest { session_id, request } => {
+                // Finished requests (their replies already queued) no longer count.
+                while self.http_tasks.try_join_next().is_some() {}
                 let proxy = self.shared.http_proxy.clone();
+                if self.http_tasks.len() >= proxy.max_in_flight() {
+                    // Gateway-specific cap: answered at once, raw, like MPUSH's own failures.
+                    tracing::info!(conn = self.id, "http proxy: too many requests in flight, 503");
+                    if let Err(e) = self.session.http_error(now_ms(), session_id, 503, "Service Unavailable") {
+                        tracing::debug!(conn = self.id, error = %e, "http reply dropped");
+                    }
+                    return;
+                }
                 let tx = self.tx.clone();
                 let peer = self.peer;
-                tokio::spawn(async move {
+                self.http_tasks.spawn(async move {
                     let outcome = proxy.perform(request, peer).await;
                     let _ = tx.send(ConnCommand::HttpReply { session_id, outcome }).await;
                 });
@@ -329,6 +344,8 @@ impl Conn {
     }
 
     fn cleanup(&mut self) {
+        // The client is gone: its HTTP-proxy requests stop, their upstream sockets close.
+        self.http_tasks.abort_all();
         for user in self.routes.drain() {
             self.shared.router.unbind(&user, self.id);
         }

@@ -193,6 +193,11 @@ impl HttpProxy {
         HttpProxy { config }
     }
 
+    /// Most requests one connection may have under way (`max-in-flight`).
+    pub fn max_in_flight(&self) -> usize {
+        self.config.max_in_flight
+    }
+
     /// Whether `uri`'s host (any port, or exactly this port) is allowlisted.
     pub fn is_allowed(&self, uri: &Uri) -> bool {
         let Some(host) = uri.host().map(str::to_ascii_lowercase) else { return false };
@@ -249,7 +254,8 @@ impl HttpProxy {
             .find(|(k, _)| k.eq_ignore_ascii_case(mpush_protocol::client::READ_TIMEOUT_HEADER))
             .and_then(|(_, v)| java::ints_try_parse(v))
             .filter(|ms| *ms > 0)
-            .map_or(self.config.default_read_timeout, |ms| ms as u64);
+            // Gateway-specific: a client cannot hold an upstream exchange open for longer.
+            .map_or(self.config.default_read_timeout, |ms| (ms as u64).min(self.config.max_read_timeout));
         headers.retain(|(k, _)| !k.eq_ignore_ascii_case(mpush_protocol::client::READ_TIMEOUT_HEADER));
         let limit = std::time::Duration::from_millis(read_timeout);
         match tokio::time::timeout(limit, self.follow(req.method, req.uri, headers, req.body)).await {
