@@ -149,7 +149,7 @@ impl Default for CoreConfig {
 pub struct HttpProxyConfig {
     /// `proxy-enabled`.
     pub proxy_enabled: bool,
-    /// Hosts the proxy may reach: `host` (any port) or `host:port`, matched case-insensitively
+    /// Hosts the proxy may reach: `host` (port 80 only) or `host:port`, matched case-insensitively
     /// against the request URI (before mapping). Empty means every request is refused (403).
     pub allow: Vec<String>,
     /// `dns-mapping`: host -> addresses (`ip:port`) to connect to instead of resolving the

@@ -17,6 +17,11 @@
 //!   "Gateway Timeout" when no connection is made within 4 s; and, gateway-specific, 403
 //!   "Forbidden" for a host (or absolute redirect target) not on the allowlist.
 //! * The scheme is not looked at: `https://host/` is plain HTTP to port 80 of `host`.
+//!
+//! Gateway-specific bounds: an allowlist entry without a port allows port 80 only; at most
+//! `max-in-flight` requests per connection (one more: 503 at once), `readTimeout` clamped
+//! to `max-read-timeout`, requests aborted with their connection (see `conn.rs`);
+//! `Authorization` and `Cookie` are not sent on to a redirect target on another host or port.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -198,11 +203,17 @@ impl HttpProxy {
         self.config.max_in_flight
     }
 
-    /// Whether `uri`'s host (any port, or exactly this port) is allowlisted.
+    /// Whether `uri`'s host and port are allowlisted: an entry `host:port` allows that port,
+    /// an entry `host` only the default port 80 (the scheme is not looked at).
     pub fn is_allowed(&self, uri: &Uri) -> bool {
         let Some(host) = uri.host().map(str::to_ascii_lowercase) else { return false };
-        let with_port = format!("{host}:{}", uri.port_u16().unwrap_or(80));
-        self.config.allow.iter().map(|a| a.trim().to_ascii_lowercase()).any(|a| a == host || a == with_port)
+        let port = uri.port_u16().unwrap_or(80);
+        let with_port = format!("{host}:{port}");
+        self.config
+            .allow
+            .iter()
+            .map(|a| a.trim().to_ascii_lowercase())
+            .any(|a| a == with_port || (port == 80 && a == host))
     }
 
     /// MPUSH's `doDnsMapping`: a mapped host's URL becomes `scheme://ip:port` + path + query,
@@ -337,6 +348,15 @@ impl HttpProxy {
                             return error(StatusCode::FORBIDDEN);
                         }
                     }
+                    // Gateway-specific: credentials go to the host they were meant for only.
+                    let same_origin = next.parse::<Uri>().is_ok_and(|n| {
+                        n.host().is_some_and(|h| h.eq_ignore_ascii_case(host)) && n.port_u16().unwrap_or(80) == port
+                    });
+                    if !same_origin {
+                        headers.retain(|(k, _)| {
+                            !k.eq_ignore_ascii_case("authorization") && !k.eq_ignore_ascii_case("cookie")
+                        });
+                    }
                     url = next;
                     continue;
                 }
@@ -421,7 +441,12 @@ mod tests {
     #[test]
     fn allowlist_matches_host_or_host_and_port() {
         let p = proxy(&["api.internal", "127.0.0.1:8080"]);
-        assert!(p.is_allowed(&"http://API.internal:9999/x".parse().unwrap()));
+        // Without a port: the default port only (80, also for https://).
+        assert!(p.is_allowed(&"http://API.internal/x".parse().unwrap()));
+        assert!(p.is_allowed(&"http://api.internal:80/x".parse().unwrap()));
+        assert!(p.is_allowed(&"https://api.internal/x".parse().unwrap()));
+        assert!(!p.is_allowed(&"http://API.internal:9999/x".parse().unwrap()));
+        assert!(!p.is_allowed(&"http://api.internal:443/x".parse().unwrap()));
         assert!(p.is_allowed(&"http://127.0.0.1:8080/".parse().unwrap()));
         assert!(!p.is_allowed(&"http://127.0.0.1:8081/".parse().unwrap()));
         assert!(!p.is_allowed(&"http://127.0.0.1/".parse().unwrap()));

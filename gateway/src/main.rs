@@ -27,7 +27,7 @@ struct Cli {
     /// Bearer token for the push API (env MPUSH_GATEWAY_API_TOKEN is preferred).
     #[arg(long)]
     api_token: Option<String>,
-    /// Enable the HTTP proxy (cmd 12) for this host or host:port; repeatable.
+    /// Enable the HTTP proxy (cmd 12) for this host (port 80 only) or host:port; repeatable.
     #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
     allow_hosts: Vec<String>,
     /// POST upstream pushes as JSON to this http:// URL.

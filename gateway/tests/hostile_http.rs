@@ -1,17 +1,19 @@
 //! A hostile client against the HTTP proxy's gateway-specific bounds, over real sockets on
 //! 127.0.0.1: the per-connection cap on requests in flight (one more is answered at once with
 //! a raw 503), the cap on `readTimeout`, and requests aborted when their client goes away.
-//! The upstream is a raw listener that reads a request and never answers.
+//! Also: an allowlist entry without a port allows the default port only, and Authorization
+//! and Cookie are dropped on a redirect to another host. The upstreams are raw listeners.
 
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{start, RawClient, WAIT};
 use mpush_protocol::message::Message;
 use mpush_protocol::{Command, Flags, HttpMethod, HttpRequest, HttpResponse};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -147,5 +149,136 @@ async fn requests_in_flight_are_aborted_when_their_client_disconnects() {
     let closed = tokio::time::timeout(Duration::from_secs(5), seen.recv()).await;
     assert!(matches!(closed, Ok(Some(Upstream::Closed))), "upstream closed soon after the client left: {closed:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
+    gw.handle.shutdown().await;
+}
+
+/// A request head as a recording upstream read it: target and headers (names lowercased).
+#[derive(Debug)]
+struct Seen {
+    target: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    fn has(&self, name: &str) -> bool {
+        self.headers.iter().any(|(k, _)| k == name)
+    }
+}
+
+/// An upstream on `ip` that records each request head and answers it with `respond(target)`.
+async fn recording_upstream(
+    ip: &str,
+    respond: impl Fn(&str) -> String + Send + Sync + 'static,
+) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
+    let listener = TcpListener::bind((ip, 0)).await.expect("bind upstream");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let respond = Arc::new(respond);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (tx, respond) = (tx.clone(), respond.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(n) if n > 0 => head.extend_from_slice(&chunk[..n]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let mut lines = head.split("\r\n");
+                let target = lines.next().and_then(|l| l.split(' ').nth(1)).unwrap_or_default().to_owned();
+                let headers = lines
+                    .filter_map(|l| {
+                        l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                    })
+                    .collect();
+                let _ = stream.write_all(respond(&target).as_bytes()).await;
+                let _ = stream.shutdown().await;
+                let _ = tx.send(Seen { target, headers });
+            });
+        }
+    });
+    (addr, rx)
+}
+
+async fn answer(raw: &mut RawClient, sid: i32) -> HttpResponse {
+    let p = raw.recv(WAIT).await.expect("an answer");
+    assert_eq!(p.session_id, sid);
+    HttpResponse::decode(&raw.open(&p)).expect("response")
+}
+
+#[tokio::test]
+async fn an_allowlist_entry_without_a_port_allows_the_default_port_only() {
+    let (up, mut seen) = silent_upstream().await;
+    let gw = start(|c| {
+        c.http.proxy_enabled = true;
+        c.http.allow = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let mut raw = RawClient::connect(gw.handle.mpush_addr()).await;
+    raw.handshake(&gw.public_key(), "dev-port").await;
+    let req = request(format!("http://127.0.0.1:{}/", up.port()), "2000");
+    raw.send_sealed(Command::HTTP_PROXY, 5, &req.encode()).await;
+    let r = answer(&mut raw, 5).await;
+    assert_eq!((r.status_code, r.reason_phrase.as_deref()), (403, Some("Forbidden")));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), seen.recv()).await.is_err(),
+        "nothing reached the upstream"
+    );
+    gw.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn credentials_are_dropped_on_a_redirect_to_another_host_only() {
+    let ok = || "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_owned();
+    let (other, mut other_seen) = recording_upstream("127.0.0.2", move |_| ok()).await;
+    let (up, mut up_seen) = recording_upstream("127.0.0.1", move |target| {
+        let to = if target.ends_with("/to-other") {
+            format!("http://127.0.0.2:{}/landed", other.port())
+        } else if target.ends_with("/to-same") {
+            "/landed".to_owned()
+        } else {
+            return ok();
+        };
+        format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n")
+    })
+    .await;
+    let gw = start(|c| {
+        c.http.proxy_enabled = true;
+        c.http.allow = vec![format!("127.0.0.1:{}", up.port()), format!("127.0.0.2:{}", other.port())];
+    })
+    .await;
+    let mut raw = RawClient::connect(gw.handle.mpush_addr()).await;
+    raw.handshake(&gw.public_key(), "dev-creds").await;
+    let with_credentials = |path: &str| HttpRequest {
+        method: HttpMethod::Get,
+        uri: format!("http://127.0.0.1:{}{path}", up.port()),
+        headers: vec![
+            ("Authorization".to_owned(), "Bearer secret".to_owned()),
+            ("Cookie".to_owned(), "sid=secret".to_owned()),
+            ("X-Other".to_owned(), "kept".to_owned()),
+        ],
+        body: vec![],
+    };
+
+    // Another host: the first hop gets the credentials, the second does not.
+    raw.send_sealed(Command::HTTP_PROXY, 5, &with_credentials("/to-other").encode()).await;
+    assert_eq!(answer(&mut raw, 5).await.status_code, 200);
+    let first = tokio::time::timeout(WAIT, up_seen.recv()).await.expect("in time").expect("first hop");
+    assert!(first.has("authorization") && first.has("cookie"), "{first:?}");
+    let landed = tokio::time::timeout(WAIT, other_seen.recv()).await.expect("in time").expect("second hop");
+    assert!(landed.target.ends_with("/landed"), "{landed:?}");
+    assert!(!landed.has("authorization") && !landed.has("cookie"), "{landed:?}");
+    assert!(landed.has("x-other"), "other headers follow the redirect: {landed:?}");
+
+    // The same host: they follow the redirect, as MPUSH.
+    raw.send_sealed(Command::HTTP_PROXY, 6, &with_credentials("/to-same").encode()).await;
+    assert_eq!(answer(&mut raw, 6).await.status_code, 200);
+    for _ in 0..2 {
+        let hop = tokio::time::timeout(WAIT, up_seen.recv()).await.expect("in time").expect("hop");
+        assert!(hop.has("authorization") && hop.has("cookie"), "{hop:?}");
+    }
     gw.handle.shutdown().await;
 }
