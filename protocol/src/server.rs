@@ -102,6 +102,12 @@ pub struct ServerConfig {
     /// runtime uses it to decrypt on a blocking thread, so a flood of handshakes cannot stall
     /// the workers serving live connections.
     pub defer_rsa: bool,
+    /// Leave the raw Ack of an upstream auto-ack push to the driver (default false: sent at
+    /// once, as MPUSH's `ClientPushHandler` does). When set, [`ServerEvent::UpstreamPush`]
+    /// arrives with the ack not yet sent and the driver calls
+    /// [`ServerSession::ack_upstream`] once it has stored the push: the same raw Ack (same
+    /// session id) as MPUSH's, only later, so an acked push is never lost.
+    pub defer_upstream_ack: bool,
 }
 
 impl ServerConfig {
@@ -121,6 +127,7 @@ impl ServerConfig {
             max_handshake_body: 512,
             max_field_len: 1024,
             defer_rsa: false,
+            defer_upstream_ack: false,
         }
     }
 
@@ -175,7 +182,8 @@ pub enum ServerEvent {
         /// User id.
         user_id: String,
     },
-    /// The client pushed content upstream (already auto-acked if it asked for it).
+    /// The client pushed content upstream (already auto-acked if it asked for it, unless
+    /// [`ServerConfig::defer_upstream_ack`] is set).
     UpstreamPush {
         /// Header session id.
         session_id: i32,
@@ -795,7 +803,7 @@ impl ServerSession {
     /// MPUSH's `ClientPushHandler`: no handshake needed; an auto-ack push is acked raw.
     fn on_push(&mut self, now: u64, p: &Packet) -> Result<(), DispatchError> {
         let content = self.open(p)?;
-        if p.flags.contains(Flags::AUTO_ACK) {
+        if p.flags.contains(Flags::AUTO_ACK) && !self.config.defer_upstream_ack {
             self.wire.send_packet(now, Packet::new(Command::ACK, p.session_id));
         }
         self.events.push_back(ServerEvent::UpstreamPush { session_id: p.session_id, content, flags: p.flags });
@@ -949,6 +957,17 @@ impl ServerSession {
         let client = self.client.as_ref().ok_or(ServerUsageError::NotHandshaked)?;
         let m = Kick { device_id: client.device_id.clone(), user_id: user_id.to_owned() };
         self.send_sealed(now, Command::KICK, 0, crate::message::Message::encode(&m), Flags::NONE);
+        Ok(())
+    }
+
+    /// With [`ServerConfig::defer_upstream_ack`]: acks the upstream push `session_id` (raw
+    /// Ack, as MPUSH's `ClientPushHandler` sends it). Call it only for a push whose flags
+    /// asked for an auto ack; MPUSH never acks the others.
+    pub fn ack_upstream(&mut self, now: u64, session_id: i32) -> Result<(), ServerUsageError> {
+        if self.closed {
+            return Err(ServerUsageError::Closed);
+        }
+        self.wire.send_packet(now, Packet::new(Command::ACK, session_id));
         Ok(())
     }
 

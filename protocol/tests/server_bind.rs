@@ -163,3 +163,18 @@ fn pushes_need_no_handshake_and_acks_open_their_body() {
     s.input(&packet(Command::ACK, Flags::NONE, 8, vec![1, 2, 3]));
     assert!(s.out().is_empty() && !s.s.is_closed());
 }
+
+#[test]
+fn a_deferred_upstream_ack_is_the_same_raw_ack_sent_when_the_driver_says() {
+    let mut s = Server::with(|c| c.defer_upstream_ack = true);
+    s.input(&packet(Command::PUSH, Flags::AUTO_ACK, 9, b"keep me".to_vec()));
+    // Nothing on the wire yet: the driver has not stored the push.
+    assert!(s.out().is_empty());
+    assert!(
+        matches!(&s.events()[..], [ServerEvent::UpstreamPush { session_id: 9, flags, .. }] if flags.contains(Flags::AUTO_ACK))
+    );
+    s.s.ack_upstream(s.now, 9).unwrap();
+    assert_eq!(s.out(), vec![packet(Command::ACK, Flags::NONE, 9, vec![])]);
+    s.s.close(CloseReason::Requested);
+    assert_eq!(s.s.ack_upstream(s.now, 10), Err(ServerUsageError::Closed));
+}
