@@ -35,5 +35,7 @@ mod wire;
 pub use client::{
     ClientConfig, ClientError, ClientEvent, ClientSession, ClientState, PushMessage, RequestError, RequestId,
 };
-pub use server::{ClientInfo, CloseReason, ServerConfig, ServerError, ServerEvent, ServerSession, ServerUsageError};
+pub use server::{
+    BindValidator, ClientInfo, CloseReason, ServerConfig, ServerError, ServerEvent, ServerSession, ServerUsageError,
+};
 pub use session::{AckMode, ClientType, MemorySessionStore, ResumableSession, SessionStore, StoredSession};

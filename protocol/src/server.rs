@@ -52,10 +52,25 @@ pub mod reason {
     pub const DISPATCH_ERROR: &str = "handle message error";
     /// Error, code 101, then close: no handler for the command.
     pub const UNSUPPORTED_CMD: &str = "unsupported command";
+    /// Error, code 0, then close: the bind validator refused the bind.
+    pub const BIND_FAILED: &str = "bind failed";
     /// Ok data of a bind (and of a re-bind of the same user).
     pub const BIND_SUCCESS: &str = "bind success";
     /// Ok data of an unbind, and of the implicit unbind when another user binds.
     pub const UNBIND_SUCCESS: &str = "unbind success";
+}
+
+/// MPUSH's `BindValidator` SPI: decides whether a connection may bind a user.
+///
+/// Consulted for every bind of a user the connection does not already hold (re-binding the
+/// held user only changes its tags, as in MPUSH, and is not validated again), with the bind's
+/// `data` field (MPUSH's `BindUserMessage.data`, the client's alias) and the current time
+/// from the driver (ms since the Unix epoch, the `now` of the session call), so the protocol
+/// crate stays free of clocks. A refusal is answered as MPUSH answers one: Error (cmd 5,
+/// code 0, `bind failed`), then close.
+pub trait BindValidator: std::fmt::Debug + Send + Sync {
+    /// Whether `user_id` may be bound with `data` at `now_ms`.
+    fn validate(&self, user_id: &str, data: Option<&str>, now_ms: u64) -> bool;
 }
 
 /// Connection-server settings, MPUSH's defaults from [`ServerConfig::new`].
@@ -108,6 +123,9 @@ pub struct ServerConfig {
     /// [`ServerSession::ack_upstream`] once it has stored the push: the same raw Ack (same
     /// session id) as MPUSH's, only later, so an acked push is never lost.
     pub defer_upstream_ack: bool,
+    /// MPUSH's bind validator SPI (default `None`: every bind is accepted, as MPUSH's default
+    /// validator does). See [`BindValidator`].
+    pub bind_validator: Option<Arc<dyn BindValidator>>,
 }
 
 impl ServerConfig {
@@ -128,6 +146,7 @@ impl ServerConfig {
             max_field_len: 1024,
             defer_rsa: false,
             defer_upstream_ack: false,
+            bind_validator: None,
         }
     }
 
@@ -262,6 +281,11 @@ pub enum CloseReason {
     UnsupportedCommand(Command),
     /// Bind or unbind before a handshake (Error "not handshake" was sent).
     NotHandshaked(Command),
+    /// The [`BindValidator`] refused binding this user (Error "bind failed" was sent).
+    BindRefused {
+        /// The user the client asked to bind.
+        user_id: String,
+    },
     /// A request with invalid parameters (Error "Param invalid" or "invalid param" was sent).
     InvalidRequest(&'static str),
     /// MPUSH's dispatcher caught an exception handling this packet (Error 100 was sent).
@@ -767,7 +791,18 @@ impl ServerSession {
             Some(_) => self.unbind_current(now, p)?,
             None => {}
         }
+        // MPUSH asks its validator before it looks at the client type; a refusal unregisters
+        // with that client type (a null OS name throws there too) and answers "bind failed".
+        let valid = self.config.bind_validator.as_ref().is_none_or(|v| v.validate(&user_id, m.data.as_deref(), now));
         self.client_type()?;
+        if !valid {
+            // Gateway-specific: MPUSH's refusal also removes whatever route the user had for
+            // this client type, on any connection, so a bad token could de-route anyone; here
+            // only this connection is affected.
+            self.refuse(now, p, reason::BIND_FAILED);
+            self.close(CloseReason::BindRefused { user_id });
+            return Ok(());
+        }
         self.user = Some(BoundUser { user_id: user_id.clone() });
         self.events.push_back(ServerEvent::Bound { user_id, alias: m.data, tags: m.tags });
         self.send_ok(now, p, reason::BIND_SUCCESS);

@@ -178,3 +178,66 @@ fn a_deferred_upstream_ack_is_the_same_raw_ack_sent_when_the_driver_says() {
     s.s.close(CloseReason::Requested);
     assert_eq!(s.s.ack_upstream(s.now, 10), Err(ServerUsageError::Closed));
 }
+
+/// A validator that accepts `data == "ok:<user>"` and records what it was asked, with the time.
+#[derive(Debug, Default)]
+struct Recording(std::sync::Mutex<Vec<(String, Option<String>, u64)>>);
+
+impl BindValidator for Recording {
+    fn validate(&self, user_id: &str, data: Option<&str>, now_ms: u64) -> bool {
+        self.0.lock().unwrap().push((user_id.to_owned(), data.map(str::to_owned), now_ms));
+        data == Some(&format!("ok:{user_id}"))
+    }
+}
+
+fn resumed_with(v: &std::sync::Arc<Recording>) -> Server {
+    let mut s = Server::with(|c| c.bind_validator = Some(v.clone()));
+    s.input(&vector_packet("fast_connect"));
+    s.out();
+    s.events();
+    s
+}
+
+fn bind_data(user: &str, data: Option<&str>) -> Vec<u8> {
+    BindUser { user_id: user.into(), alias: data.map(str::to_owned), tags: Some("t".into()) }.encode()
+}
+
+#[test]
+fn a_refused_bind_is_bind_failed_and_close_as_mpush() {
+    let v = std::sync::Arc::new(Recording::default());
+    for data in [None, Some("ok:someone-else"), Some("garbage")] {
+        let mut s = resumed_with(&v);
+        send(&mut s, Command::BIND, 2, &bind_data("alice", data));
+        // MPUSH: ErrorMessage.from(bind).setReason("bind failed").close(): raw, code 0.
+        assert_eq!(s.out(), vec![error_packet(Command::BIND, 0, "bind failed", 2)]);
+        let events = s.events();
+        assert_eq!(close_reason(&events), Some(CloseReason::BindRefused { user_id: "alice".into() }));
+        assert!(!events.iter().any(|e| matches!(e, ServerEvent::Bound { .. })), "{events:?}");
+        assert!(s.s.is_closed() && s.s.user_id().is_none());
+    }
+    // The validator saw the bind's data field and the driver's clock.
+    assert_eq!(v.0.lock().unwrap()[1], ("alice".into(), Some("ok:someone-else".into()), T0));
+}
+
+#[test]
+fn an_accepted_bind_is_answered_as_without_a_validator_and_a_rebind_is_not_validated_again() {
+    let v = std::sync::Arc::new(Recording::default());
+    let mut s = resumed_with(&v);
+    send(&mut s, Command::BIND, 2, &bind_data("alice", Some("ok:alice")));
+    assert_eq!(s.out(), vec![ok_packet(Command::BIND, "bind success", 2)]);
+    assert!(matches!(&s.events()[..], [ServerEvent::Bound { user_id, .. }] if user_id == "alice"));
+    // MPUSH only swaps the tags of the user the connection holds, before asking its validator.
+    send(&mut s, Command::BIND, 3, &bind_data("alice", None));
+    assert_eq!(s.out(), vec![ok_packet(Command::BIND, "bind success", 3)]);
+    assert_eq!(v.0.lock().unwrap().len(), 1);
+    assert!(matches!(&s.events()[..], [ServerEvent::TagsChanged { .. }]));
+    // Another user: MPUSH's unbind answers first, then the validator refuses.
+    send(&mut s, Command::BIND, 4, &bind_data("bob", Some("ok:alice")));
+    assert_eq!(
+        s.out(),
+        vec![ok_packet(Command::BIND, "unbind success", 4), error_packet(Command::BIND, 0, "bind failed", 4)]
+    );
+    let events = s.events();
+    assert_eq!(events[0], ServerEvent::Unbound { user_id: "alice".into() });
+    assert_eq!(close_reason(&events), Some(CloseReason::BindRefused { user_id: "bob".into() }));
+}
