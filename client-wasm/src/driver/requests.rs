@@ -1,0 +1,238 @@
+//! The JS API calls (connect, bind, unbind, push, ack, fetch, close) and the session events
+//! that settle their promises or become JS events.
+
+use super::*;
+
+impl Driver {
+    // ---- API ------------------------------------------------------------------------------
+
+    /// `connect()`: resolves with `{ fast, heartbeat }` once a session is established.
+    pub fn connect(&mut self) -> Promise {
+        let (p, res, rej) = deferred();
+        if self.state == State::Ready {
+            self.out.push(Effect::Settle(res, connect_info(self.last_fast, self.heartbeat.unwrap_or(0))));
+            return p;
+        }
+        self.waiters.push((res, rej));
+        if self.state == State::Closed {
+            self.start_page_listeners();
+            if let Some(b) = &mut self.reconnect {
+                b.reset();
+            }
+            self.last_error = None;
+            self.fatal = false;
+            self.set_state(State::Connecting);
+            self.open_socket();
+        } else if self.socket.is_none() && !self.suspended {
+            // An explicit connect() skips the rest of the backoff.
+            self.open_socket();
+        }
+        self.arm();
+        p
+    }
+
+    pub(super) fn request(&mut self, r: Result<RequestId, JsValue>) -> Promise {
+        let (p, resolve, reject) = deferred();
+        match r {
+            Ok(id) => self.requests.push(Request { id, resolve, reject }),
+            Err(e) => self.out.push(Effect::Settle(reject, e)),
+        }
+        self.flush();
+        self.arm();
+        p
+    }
+
+    /// `bind(userId, tags?, alias?)`.
+    pub fn bind(&mut self, user_id: &str, tags: Option<String>, alias: Option<String>) -> Promise {
+        self.auto_bind = None;
+        let r = self.session.bind(now() as u64, user_id, alias.as_deref(), tags.as_deref());
+        self.request(r.map_err(|e| client_error(&e)))
+    }
+
+    /// `unbind()`.
+    pub fn unbind(&mut self) -> Promise {
+        self.auto_bind = None;
+        let r = self.session.unbind(now() as u64);
+        self.request(r.map_err(|e| client_error(&e)))
+    }
+
+    /// `push(content, { ack })`: resolves when sent ("none") or acked by the server ("auto").
+    pub fn push(&mut self, content: &JsValue, options: &JsValue) -> Promise {
+        let r = (|| {
+            let bytes = fetch::body_bytes(content)?;
+            let ack = if options.is_object() { Reflect::get(options, &"ack".into())? } else { JsValue::UNDEFINED };
+            let mode = match ack.as_string().as_deref() {
+                None if ack.is_undefined() => AckMode::None,
+                Some("none") => AckMode::None,
+                Some("auto") => AckMode::Auto,
+                Some("biz") => AckMode::Biz,
+                _ => return Err(js_error(ErrorCode::InvalidArgument, "push: ack must be \"none\" or \"auto\"")),
+            };
+            self.session.push(now() as u64, bytes, mode).map_err(|e| client_error(&e))
+        })();
+        match r {
+            Ok(Some(id)) => self.request(Ok(id)),
+            Ok(None) => {
+                self.flush();
+                self.arm();
+                Promise::resolve(&JsValue::UNDEFINED)
+            }
+            Err(e) => Promise::reject(&e),
+        }
+    }
+
+    /// `ack(pushId)` for biz-ack pushes.
+    pub fn ack(&mut self, push_id: i32) -> Result<(), JsValue> {
+        self.session.ack(now() as u64, push_id).map_err(|e| client_error(&e))?;
+        self.flush();
+        self.arm();
+        Ok(())
+    }
+
+    /// `fetch(input, init)` through the HTTP tunnel.
+    pub fn fetch(&mut self, input: &JsValue, init: &JsValue) -> Promise {
+        let r = fetch::build_request(input, init)
+            .and_then(|req| self.session.http_request(now() as u64, req).map_err(|e| client_error(&e)));
+        self.request(r)
+    }
+
+    /// `close()`: rejects what is pending with `CLOSED` and stops reconnecting. The stored
+    /// session stays, so the next `connect()` (or page load) fast-connects.
+    pub fn close(&mut self) {
+        if self.state == State::Closed {
+            return;
+        }
+        let err = js_error(ErrorCode::Closed, "client closed");
+        for r in std::mem::take(&mut self.requests) {
+            self.out.push(Effect::Settle(r.reject, err.clone()));
+        }
+        for (_, rej) in std::mem::take(&mut self.waiters) {
+            self.out.push(Effect::Settle(rej, err.clone()));
+        }
+        let had_socket = self.detach(1000, "client closed");
+        self.session.handle_disconnected(now() as u64);
+        self.drain(now());
+        if had_socket {
+            self.fire("disconnect", object(&[("code", 1000.into()), ("reason", "client closed".into())]));
+        }
+        self.shutdown();
+    }
+
+    /// See `MPushClient::debug_send_text`.
+    pub fn debug_send_text(&self, text: &str) {
+        if let Some(ws) = &self.socket {
+            let _ = ws.send_with_str(text);
+        }
+    }
+
+    pub(super) fn acker(&self) -> Acker {
+        let weak = self.weak.clone();
+        Rc::new(move |id| match weak.upgrade() {
+            Some(shared) => enter(&shared, |d| d.ack(id))?,
+            None => Err(js_error(ErrorCode::NotConnected, "client is gone")),
+        })
+    }
+
+    pub(super) fn take_request(&mut self, id: RequestId) -> Option<Request> {
+        let i = self.requests.iter().position(|r| r.id == id)?;
+        Some(self.requests.swap_remove(i))
+    }
+
+    pub(super) fn on_event(&mut self, t: f64, e: ClientEvent) {
+        match e {
+            ClientEvent::HandshakeOk { heartbeat, session } => {
+                self.storage.set(&self.session_key, &session.to_persistent_string());
+                self.ready(t, false, heartbeat);
+            }
+            ClientEvent::FastConnected { heartbeat } => self.ready(t, true, heartbeat),
+            ClientEvent::FastConnectRefused { .. } => self.storage.remove(&self.session_key),
+            ClientEvent::ConnectFailed(err) => {
+                self.closing_reason = "connect failed";
+                if matches!(err, RequestError::Refused { .. }) {
+                    // Every retry would be refused too, at the cost of an RSA decryption on the
+                    // server: stop, as the Java client does (connect() rejects, state "closed").
+                    self.closing_reason = "handshake refused";
+                    self.fatal = true;
+                }
+                if err != RequestError::ConnectionLost {
+                    let e = request_error(&err);
+                    self.fire("error", e.clone());
+                    self.last_error = Some(e);
+                }
+            }
+            ClientEvent::Bound { request, user_id, rebind } => {
+                let info = object(&[("userId", user_id.into()), ("rebind", rebind.into())]);
+                if let Some(r) = self.take_request(request) {
+                    self.out.push(Effect::Settle(r.resolve, info.clone()));
+                }
+                self.fire("bind", info);
+            }
+            ClientEvent::Unbound { request } => {
+                if let Some(r) = self.take_request(request) {
+                    self.out.push(Effect::Settle(r.resolve, JsValue::UNDEFINED));
+                }
+                self.fire("unbind", object(&[]));
+            }
+            ClientEvent::Push(m) => {
+                let acker = (m.ack == AckMode::Biz).then(|| self.acker());
+                let msg = PushMessage::new(&m.content, m.session_id, m.ack, acker);
+                self.fire("push", msg.into());
+            }
+            ClientEvent::PushAcked { request } => {
+                if let Some(r) = self.take_request(request) {
+                    self.out.push(Effect::Settle(r.resolve, JsValue::UNDEFINED));
+                }
+            }
+            ClientEvent::Kick { device_id, user_id } => {
+                self.auto_bind = None;
+                self.fire("kick", object(&[("deviceId", device_id.into()), ("userId", user_id.into())]));
+            }
+            ClientEvent::HttpResponse { request, response } => {
+                if let Some(r) = self.take_request(request) {
+                    match fetch::build_response(&response) {
+                        Ok(resp) => self.out.push(Effect::Settle(r.resolve, resp.into())),
+                        Err(e) => self.out.push(Effect::Settle(r.reject, e)),
+                    }
+                }
+            }
+            ClientEvent::RequestFailed { request, error } => {
+                let e = request_error(&error);
+                match self.take_request(request) {
+                    Some(r) => self.out.push(Effect::Settle(r.reject, e)),
+                    // The automatic (re-)bind has no promise: report its failure as an event.
+                    None if error != RequestError::ConnectionLost => self.fire("error", e),
+                    None => {}
+                }
+            }
+            ClientEvent::ServerError { code, reason, .. } => {
+                self.fire("error", server_error(code.0, reason.as_deref()))
+            }
+            ClientEvent::ConnectionDead => self.closing_reason = "heartbeat timeout",
+            _ => {}
+        }
+    }
+
+    pub(super) fn ready(&mut self, t: f64, fast: bool, heartbeat: i32) {
+        self.connect_deadline = None;
+        if let Some(b) = &mut self.reconnect {
+            b.reset();
+        }
+        self.heartbeat = Some(heartbeat);
+        self.last_fast = fast;
+        self.last_error = None;
+        self.set_state(State::Ready);
+        let info = connect_info(fast, heartbeat);
+        self.fire("connect", info.clone());
+        for (res, _) in std::mem::take(&mut self.waiters) {
+            self.out.push(Effect::Settle(res, info.clone()));
+        }
+        // The session re-binds a user it bound before; the option's user is bound here once.
+        if let Some((user, tags, alias)) = self.auto_bind.clone() {
+            if self.session.bound_user().is_none() {
+                if let Err(e) = self.session.bind(t as u64, &user, alias.as_deref(), tags.as_deref()) {
+                    self.fire("error", client_error(&e));
+                }
+            }
+        }
+    }
+}
