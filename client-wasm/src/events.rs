@@ -28,6 +28,8 @@ pub fn log_error(msg: &str, v: &JsValue) {
 #[derive(Debug, Default)]
 pub struct Listeners {
     by_name: Vec<(&'static str, Vec<Function>)>,
+    /// The tab-sharing facade's push tap (`MPushClient::set_push_tap`).
+    pub push_tap: Option<Function>,
 }
 
 fn known(name: &str) -> Result<&'static str, JsValue> {

@@ -83,6 +83,23 @@ impl MPushClient {
         self.listeners.borrow_mut().add(event, listener)
     }
 
+    /// The event names `on` accepts. The tab-sharing facade (client-wasm/js/shared.js)
+    /// forwards every one of them, so an event added here reaches every tab.
+    #[wasm_bindgen(js_name = eventNames)]
+    pub fn event_names() -> js_sys::Array {
+        events::EVENT_NAMES.iter().map(|n| JsValue::from_str(n)).collect()
+    }
+
+    /// Not public API, for the tab-sharing facade: `tap(push)` is called with each push as
+    /// the session delivers it, before the client writes its auto ack, so the tab holding the
+    /// connection hands the push to the other tabs before the server counts it as delivered.
+    /// `tap` runs while the client is busy: it must not call the client.
+    #[doc(hidden)]
+    #[wasm_bindgen(js_name = __setPushTap)]
+    pub fn set_push_tap(&self, tap: Option<Function>) {
+        self.listeners.borrow_mut().push_tap = tap;
+    }
+
     /// Removes a listener added with `on`.
     pub fn off(&self, event: &str, listener: &Function) {
         self.listeners.borrow_mut().remove(event, listener);

@@ -175,8 +175,14 @@ impl Driver {
             }
             ClientEvent::Push(m) => {
                 let acker = (m.ack == AckMode::Biz).then(|| self.acker());
-                let msg = PushMessage::new(&m.content, m.session_id, m.ack, acker);
-                self.fire("push", msg.into());
+                let msg: JsValue = PushMessage::new(&m.content, m.session_id, m.ack, acker).into();
+                // The tab-sharing facade hands the push to the other tabs here: before this
+                // drain ends and the session's auto ack is flushed to the socket.
+                let tap = self.listeners.borrow().push_tap.clone();
+                if let Some(tap) = tap {
+                    events::emit(&[tap], "push", &msg);
+                }
+                self.fire("push", msg);
             }
             ClientEvent::PushAcked { request } => {
                 if let Some(r) = self.take_request(request) {
