@@ -1,5 +1,9 @@
-//! The push API over HTTP/1.1: `POST /push`, `GET /users`, `GET /health`, `GET /public-key`.
-//! See the crate README for the request and response shapes.
+//! The push API over HTTP/1.1: `POST /push`, `POST /bind-token`, `GET /users`, `GET /health`,
+//! `GET /public-key`. See the crate README for the request and response shapes.
+//!
+//! Hardening: a client gets `[api] header-read-timeout` to send a whole request head (then
+//! the connection is closed, against slowloris), bodies are capped, and the configuration
+//! refuses a non-loopback `api-listen` without a token (`GatewayConfig::validate`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,7 +15,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use mpush_protocol::AckMode;
 use serde::Deserialize;
 use serde_json::json;
@@ -41,6 +45,15 @@ struct PushBody {
     content_base64: Option<String>,
     ack: Option<String>,
     timeout_ms: Option<u64>,
+}
+
+/// `POST /bind-token` body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BindTokenBody {
+    user_id: String,
+    /// Seconds; `[bind] default-token-ttl` when absent.
+    ttl: Option<u64>,
 }
 
 type Body = Full<Bytes>;
@@ -101,7 +114,11 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
             error(StatusCode::UNAUTHORIZED, "bad or missing token")
         }
         (&Method::POST, "/push") => push(shared, req).await,
-        (_, "/health" | "/public-key" | "/users" | "/push") => {
+        (&Method::POST, "/bind-token") if !authorized(&shared, &req) => {
+            error(StatusCode::UNAUTHORIZED, "bad or missing token")
+        }
+        (&Method::POST, "/bind-token") => bind_token(shared, req).await,
+        (_, "/health" | "/public-key" | "/users" | "/push" | "/bind-token") => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => error(StatusCode::NOT_FOUND, "not found"),
@@ -109,10 +126,47 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
     Ok(resp)
 }
 
+/// The body, at most `MAX_BODY` bytes.
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(_) => Err(error(StatusCode::PAYLOAD_TOO_LARGE, "body too large or unreadable")),
+    }
+}
+
+/// `POST /bind-token`: mints a token the application's backend hands to its page, which
+/// passes it with its bind.
+async fn bind_token(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    let Some(tokens) = shared.bind_tokens.clone() else {
+        return error(
+            StatusCode::NOT_IMPLEMENTED,
+            "bind tokens are off: set [bind] token-secret-file or MPUSH_GATEWAY_BIND_TOKEN_SECRET",
+        );
+    };
+    let bytes = match read_body(req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let body: BindTokenBody = match serde_json::from_slice(&bytes) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
+    };
+    let ttl = body.ttl.unwrap_or(shared.bind.default_token_ttl);
+    if body.user_id.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "userId must not be empty");
+    }
+    if ttl == 0 || ttl > shared.bind.max_token_ttl {
+        return error(StatusCode::BAD_REQUEST, &format!("ttl must be in 1..={} seconds", shared.bind.max_token_ttl));
+    }
+    let expires_at = crate::now_ms() / 1000 + ttl;
+    let token = tokens.mint(&body.user_id, expires_at);
+    json_response(StatusCode::OK, &json!({ "token": token, "expiresAt": expires_at }))
+}
+
 async fn push(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
-    let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large or unreadable"),
+    let bytes = match read_body(req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
     };
     let body: PushBody = match serde_json::from_slice(&bytes) {
         Ok(b) => b,
@@ -185,8 +239,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, mut shutdo
         let shared = shared.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let header_read_timeout = shared.api_header_read_timeout;
             let svc = service_fn(move |req| route(shared.clone(), req));
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+            // hyper times the head out only with a timer: without one a client could hold
+            // the connection (and its task) forever by sending a header a byte at a time.
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
+                .serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}

@@ -30,6 +30,8 @@ pub struct GatewayConfig {
     pub upstream: UpstreamConfig,
     /// Per-peer and per-packet bounds MPUSH does not have, against hostile clients.
     pub limits: LimitsConfig,
+    /// Bind authentication (signed bind tokens); open binding when no secret is set.
+    pub bind: BindConfig,
 }
 
 impl Default for GatewayConfig {
@@ -43,7 +45,49 @@ impl Default for GatewayConfig {
             api: ApiConfig::default(),
             upstream: UpstreamConfig::default(),
             limits: LimitsConfig::default(),
+            bind: BindConfig::default(),
         }
+    }
+}
+
+/// `[bind]`: who may bind which user id. MPUSH's default lets any connected client bind any
+/// user; with a secret the gateway accepts only binds carrying a token minted for that user
+/// (see [`crate::bind_token`]).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BindConfig {
+    /// A file holding the HMAC secret (at least 32 bytes; surrounding whitespace ignored).
+    pub token_secret_file: Option<PathBuf>,
+    /// The secret itself, from `MPUSH_GATEWAY_BIND_TOKEN_SECRET` only: never from the file
+    /// (config files get committed) nor the command line (visible in `ps`).
+    #[serde(skip)]
+    pub token_secret: Option<Secret>,
+    /// Lifetime of a token minted by `POST /bind-token` without `ttl`, seconds.
+    pub default_token_ttl: u64,
+    /// Longest `ttl` `POST /bind-token` accepts, seconds.
+    pub max_token_ttl: u64,
+}
+
+impl Default for BindConfig {
+    fn default() -> BindConfig {
+        BindConfig { token_secret_file: None, token_secret: None, default_token_ttl: 3600, max_token_ttl: 86_400 }
+    }
+}
+
+impl BindConfig {
+    /// Whether binds must carry a token.
+    pub fn enforced(&self) -> bool {
+        self.token_secret.is_some() || self.token_secret_file.is_some()
+    }
+}
+
+/// A secret string that `Debug` does not print.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
     }
 }
 
@@ -186,11 +230,21 @@ impl Default for HttpProxyConfig {
 }
 
 /// The push API.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ApiConfig {
-    /// When set, `POST /push` and `GET /users` need `Authorization: Bearer <token>`.
+    /// When set, `POST /push`, `POST /bind-token` and `GET /users` need
+    /// `Authorization: Bearer <token>`. Required when `api-listen` is not a loopback address.
     pub token: Option<String>,
+    /// Time a client has to send a whole request head, ms; a connection still sending one
+    /// after this (slowloris) is closed. Also bounds an idle keep-alive connection's wait.
+    pub header_read_timeout: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> ApiConfig {
+        ApiConfig { token: None, header_read_timeout: 10_000 }
+    }
 }
 
 /// Upstream pushes.
@@ -215,7 +269,8 @@ impl GatewayConfig {
     }
 
     /// Applies `MPUSH_GATEWAY_*` variables looked up with `var`: `LISTEN`, `API_LISTEN`,
-    /// `PRIVATE_KEY`, `PUBLIC_KEY`, `KEY_FILE`, `API_TOKEN`, `WEBHOOK`, and the `[limits]`
+    /// `PRIVATE_KEY`, `PUBLIC_KEY`, `KEY_FILE`, `API_TOKEN`, `WEBHOOK`, `BIND_TOKEN_SECRET`,
+    /// `BIND_TOKEN_SECRET_FILE`, `API_HEADER_READ_TIMEOUT`, and the `[limits]`
     /// keys `MAX_CONNECTIONS`, `MAX_CONNECTIONS_PER_IP`, `MAX_UNAUTHENTICATED_PER_IP`,
     /// `MAX_HANDSHAKE_BODY`, `MAX_FIELD_LENGTH`, `RSA_WORKERS`.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), GatewayError> {
@@ -240,6 +295,17 @@ impl GatewayConfig {
         }
         if let Some(v) = get("WEBHOOK") {
             self.upstream.webhook = Some(v);
+        }
+        if let Some(v) = get("BIND_TOKEN_SECRET") {
+            self.bind.token_secret = Some(Secret(v.trim().to_owned()));
+        }
+        if let Some(v) = get("BIND_TOKEN_SECRET_FILE") {
+            self.bind.token_secret_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("API_HEADER_READ_TIMEOUT") {
+            self.api.header_read_timeout = v.trim().parse().map_err(|_| {
+                GatewayError::Config(format!("MPUSH_GATEWAY_API_HEADER_READ_TIMEOUT: not a number: {v:?}"))
+            })?;
         }
         let l = &mut self.limits;
         for (name, field) in [
@@ -292,6 +358,24 @@ impl GatewayConfig {
             if addrs.is_empty() {
                 return Err(GatewayError::Config(format!("dns-mapping for {host:?} has no address")));
             }
+        }
+        if !self.api_listen.ip().is_loopback() && self.api.token.as_deref().is_none_or(|t| t.trim().is_empty()) {
+            // The push API pushes to any user and mints bind tokens: never open to a network.
+            return Err(GatewayError::Config(format!(
+                "api-listen {} is not a loopback address: set [api] token (MPUSH_GATEWAY_API_TOKEN) to expose \
+                 the push API, or listen on 127.0.0.1",
+                self.api_listen
+            )));
+        }
+        if self.api.header_read_timeout == 0 {
+            return Err(GatewayError::Config("api header-read-timeout must be > 0 (ms)".into()));
+        }
+        let b = &self.bind;
+        if b.default_token_ttl == 0 || b.max_token_ttl < b.default_token_ttl {
+            return Err(GatewayError::Config(format!(
+                "bind: need 0 < default-token-ttl <= max-token-ttl, got {} and {}",
+                b.default_token_ttl, b.max_token_ttl
+            )));
         }
         if let Some(url) = &self.upstream.webhook {
             if !url.starts_with("http://") {
@@ -365,5 +449,45 @@ mod tests {
         assert_eq!(c.limits.rsa_workers, 3);
         assert!(c.apply_env(|k| (k == "MPUSH_GATEWAY_MAX_FIELD_LENGTH").then(|| "x".into())).is_err());
         assert!(c.apply_env(|_| Some("nope".into())).is_err());
+    }
+
+    #[test]
+    fn a_push_api_off_loopback_needs_a_token() {
+        let open = GatewayConfig::from_toml(r#"api-listen = "0.0.0.0:8081""#).unwrap();
+        let e = open.validate().unwrap_err().to_string();
+        assert!(e.contains("api-listen 0.0.0.0:8081") && e.contains("[api] token"), "{e}");
+        let blank = GatewayConfig::from_toml("api-listen = \"10.0.0.5:8081\"\n[api]\ntoken = \" \"").unwrap();
+        assert!(blank.validate().is_err(), "a blank token is no token");
+        let guarded = GatewayConfig::from_toml("api-listen = \"0.0.0.0:8081\"\n[api]\ntoken = \"t\"").unwrap();
+        guarded.validate().unwrap();
+        for loopback in ["127.0.0.1:8081", "[::1]:8081", "127.0.0.2:1"] {
+            let c = GatewayConfig::from_toml(&format!("api-listen = \"{loopback}\"")).unwrap();
+            c.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn bind_and_api_keys() {
+        let c = GatewayConfig::default();
+        assert!(!c.bind.enforced(), "binding is open without a secret");
+        assert_eq!((c.bind.default_token_ttl, c.bind.max_token_ttl, c.api.header_read_timeout), (3600, 86_400, 10_000));
+        let c = GatewayConfig::from_toml(
+            "[bind]\ntoken-secret-file = \"/run/secrets/bind\"\ndefault-token-ttl = 60\nmax-token-ttl = 600\n\
+             [api]\nheader-read-timeout = 2500",
+        )
+        .unwrap();
+        assert!(c.bind.enforced());
+        assert_eq!((c.bind.default_token_ttl, c.bind.max_token_ttl, c.api.header_read_timeout), (60, 600, 2500));
+        // The secret itself only comes from the environment, and never shows in Debug.
+        assert!(GatewayConfig::from_toml("[bind]\ntoken-secret = \"x\"").is_err());
+        let mut c = GatewayConfig::default();
+        c.apply_env(|k| (k == "MPUSH_GATEWAY_BIND_TOKEN_SECRET").then(|| "hunter2-hunter2\n".into())).unwrap();
+        assert_eq!(c.bind.token_secret, Some(Secret("hunter2-hunter2".into())));
+        assert!(c.bind.enforced() && !format!("{c:?}").contains("hunter2"));
+        c.apply_env(|k| (k == "MPUSH_GATEWAY_API_HEADER_READ_TIMEOUT").then(|| "700".into())).unwrap();
+        assert_eq!(c.api.header_read_timeout, 700);
+        for bad in ["[api]\nheader-read-timeout = 0", "[bind]\ndefault-token-ttl = 0", "[bind]\nmax-token-ttl = 10"] {
+            assert!(GatewayConfig::from_toml(bad).unwrap().validate().is_err(), "{bad}");
+        }
     }
 }

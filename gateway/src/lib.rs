@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub mod api;
+pub mod bind_token;
 pub mod config;
 pub mod conn;
 mod http1;
@@ -91,6 +92,12 @@ pub(crate) struct Shared {
     pub(crate) http_proxy: Arc<HttpProxy>,
     pub(crate) public_key: String,
     pub(crate) api_token: Option<String>,
+    /// `[api] header-read-timeout`.
+    pub(crate) api_header_read_timeout: Duration,
+    /// Bind tokens, when `[bind]` has a secret (binding is open otherwise).
+    pub(crate) bind_tokens: Option<Arc<bind_token::BindTokens>>,
+    /// `[bind]`: token lifetimes for `POST /bind-token`.
+    pub(crate) bind: config::BindConfig,
     pub(crate) next_conn_id: AtomicU64,
     /// Push session ids: one counter for every connection, as MPUSH's `BaseMessage.ID_SEQ`.
     pub(crate) next_push_id: AtomicI32,
@@ -172,6 +179,10 @@ impl Gateway {
         server_config.http_proxy_enabled = config.http.proxy_enabled;
         server_config.max_handshake_body = config.limits.max_handshake_body;
         server_config.max_field_len = config.limits.max_field_length;
+        let bind_tokens = bind_token::from_config(&config.bind)?;
+        server_config.bind_validator = bind_tokens
+            .clone()
+            .map(|t| Arc::new(bind_token::BindTokenValidator::new(t)) as Arc<dyn mpush_protocol::BindValidator>);
         // Private-key work goes to blocking threads behind `rsa_permits` (conn.rs).
         server_config.defer_rsa = true;
         let rsa_workers = match config.limits.rsa_workers {
@@ -200,6 +211,9 @@ impl Gateway {
             http_proxy: Arc::new(HttpProxy::new(config.http.clone())),
             public_key: keys.public_key_base64,
             api_token: config.api.token.clone().filter(|t| !t.is_empty()),
+            api_header_read_timeout: Duration::from_millis(config.api.header_read_timeout),
+            bind_tokens,
+            bind: config.bind.clone(),
             next_conn_id: AtomicU64::new(1),
             next_push_id: AtomicI32::new(1),
             active: AtomicUsize::new(0),
@@ -222,6 +236,11 @@ impl Gateway {
     /// The public key clients need, base64 X.509 (`mp.security.public-key`).
     pub fn public_key(&self) -> String {
         self.shared.public_key.clone()
+    }
+
+    /// Whether binds must carry a bind token (`[bind]` has a secret); open binding otherwise.
+    pub fn bind_enforced(&self) -> bool {
+        self.shared.bind_tokens.is_some()
     }
 
     /// Pushes to users from the embedding program, as `POST /push` does.

@@ -154,6 +154,16 @@ async fn main() -> ExitCode {
     };
     println!("mpush-gateway: MPUSH on {}, push API on http://{}", gateway.mpush_addr(), gateway.api_addr());
     println!("public key (mp.security.public-key): {}", gateway.public_key());
+    if gateway.bind_enforced() {
+        println!("bind: signed bind tokens required (mint them with POST /bind-token)");
+    } else {
+        // MPUSH's default: any client that handshakes may bind any user id and get its pushes.
+        println!(
+            "bind: OPEN (dev mode): any client may bind any user id; set [bind] token-secret-file or \
+             MPUSH_GATEWAY_BIND_TOKEN_SECRET to require signed bind tokens"
+        );
+        tracing::warn!("binding is open: any client may bind any user id (no [bind] token secret)");
+    }
     gateway
         .run_until(async {
             shutdown_signal().await;
