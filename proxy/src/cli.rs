@@ -31,6 +31,31 @@ pub struct Cli {
     /// MPUSH connection server host:port; repeat, or comma-separate in the variable.
     #[arg(long = "upstream", env = "MPUSH_PROXY_UPSTREAMS", value_delimiter = ',', value_name = "HOST:PORT")]
     pub upstreams: Vec<String>,
+    /// ZooKeeper of an MPUSH cluster: use the connection servers registered there (with or
+    /// instead of --upstream); repeat, or comma-separate in the variable.
+    #[arg(long = "zk", env = "MPUSH_PROXY_ZK", value_delimiter = ',', value_name = "HOST:PORT")]
+    pub zk: Vec<String>,
+    /// MPUSH's mp.zk.namespace [default: mpush].
+    #[arg(long, env = "MPUSH_PROXY_ZK_NAMESPACE")]
+    pub zk_namespace: Option<String>,
+    /// MPUSH's mp.zk.digest, the credentials for reading its nodes; "" for none [default: mpush].
+    #[arg(long, env = "MPUSH_PROXY_ZK_DIGEST")]
+    pub zk_digest: Option<String>,
+    /// Where connection servers register below the namespace [default: /cluster/cs].
+    #[arg(long, env = "MPUSH_PROXY_ZK_PATH")]
+    pub zk_path: Option<String>,
+    /// Registered attribute used as weight; "" for none [default: weight].
+    #[arg(long, env = "MPUSH_PROXY_ZK_WEIGHT_ATTRIBUTE")]
+    pub zk_weight_attribute: Option<String>,
+    /// ZooKeeper session timeout [default: 6s].
+    #[arg(long, env = "MPUSH_PROXY_ZK_SESSION_TIMEOUT", value_parser = parse_duration)]
+    pub zk_session_timeout: Option<Duration>,
+    /// Longest wait between attempts to reach the registry [default: 30s].
+    #[arg(long, env = "MPUSH_PROXY_ZK_RECONNECT_MAX", value_parser = parse_duration)]
+    pub zk_reconnect_max: Option<Duration>,
+    /// Most registered connection servers used [default: 1024].
+    #[arg(long, env = "MPUSH_PROXY_ZK_MAX_NODES")]
+    pub zk_max_nodes: Option<usize>,
     /// Upstream connect timeout per server [default: 3s].
     #[arg(long, env = "MPUSH_PROXY_CONNECT_TIMEOUT", value_parser = parse_duration)]
     pub connect_timeout: Option<Duration>,
@@ -144,6 +169,16 @@ impl Cli {
         if !self.upstreams.is_empty() {
             c.upstreams = self.upstreams.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
         }
+        if !self.zk.is_empty() {
+            c.zk = self.zk.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+        }
+        set(&mut c.zk_namespace, &self.zk_namespace);
+        set(&mut c.zk_digest, &self.zk_digest);
+        set(&mut c.zk_path, &self.zk_path);
+        set(&mut c.zk_weight_attribute, &self.zk_weight_attribute);
+        set(&mut c.zk_session_timeout, &self.zk_session_timeout);
+        set(&mut c.zk_reconnect_max, &self.zk_reconnect_max);
+        set(&mut c.zk_max_nodes, &self.zk_max_nodes);
         set(&mut c.connect_timeout, &self.connect_timeout);
         set(&mut c.upstream_max_body, &self.upstream_max_body);
         set(&mut c.downstream_max_body, &self.downstream_max_body);

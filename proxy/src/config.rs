@@ -60,6 +60,30 @@ pub struct Config {
     // Empty in the binary means embedded mode: `main.rs` starts an in-process mpush-gateway
     // and puts its loopback address here.
     pub upstreams: Vec<String>,
+    /// ZooKeeper servers (`host:port`) of an MPUSH cluster. The connection servers MPUSH
+    /// registers there (`{zk_namespace}{zk_path}/<id>`) are watched and join the upstream set
+    /// while registered, alongside `upstreams`. Empty: no registry.
+    pub zk: Vec<String>,
+    /// MPUSH's `mp.zk.namespace`: the root node MPUSH registers under.
+    pub zk_namespace: String,
+    /// MPUSH's `mp.zk.digest`: the digest credentials (`user:password`, or MPUSH's bare
+    /// `mpush`) its nodes' ACL requires for reading. Empty: no authentication.
+    pub zk_digest: String,
+    /// The node below `zk_namespace` whose children are the connection servers: MPUSH 0.8.0
+    /// registers them at `/cluster/cs`.
+    pub zk_path: String,
+    /// The registered attribute (in the node's `attrs`) used as the server's weight; MPUSH
+    /// registers `weight`. Empty, missing or not a positive number: weight 1.
+    pub zk_weight_attribute: String,
+    /// ZooKeeper session timeout asked of the server.
+    #[serde(deserialize_with = "de_duration")]
+    pub zk_session_timeout: Duration,
+    /// Longest wait between attempts to reach an unreachable registry (the wait starts at
+    /// 250 ms and doubles).
+    #[serde(deserialize_with = "de_duration")]
+    pub zk_reconnect_max: Duration,
+    /// Most registered connection servers used; further ones are ignored with a warning.
+    pub zk_max_nodes: usize,
     /// Timeout of one upstream TCP connect attempt (then the next server is tried).
     #[serde(deserialize_with = "de_duration")]
     pub connect_timeout: Duration,
@@ -130,6 +154,14 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             ws_path: "/mpush".into(),
             upstreams: Vec::new(),
+            zk: Vec::new(),
+            zk_namespace: "mpush".into(),
+            zk_digest: "mpush".into(),
+            zk_path: "/cluster/cs".into(),
+            zk_weight_attribute: "weight".into(),
+            zk_session_timeout: Duration::from_secs(6),
+            zk_reconnect_max: Duration::from_secs(30),
+            zk_max_nodes: 1024,
             connect_timeout: Duration::from_secs(3),
             upstream_max_body: DEFAULT_UPSTREAM_MAX_BODY,
             downstream_max_body: DEFAULT_DOWNSTREAM_MAX_BODY,
@@ -201,6 +233,24 @@ impl Config {
                 _ => return bad(format!("upstream {u:?} is not host:port")),
             }
         }
+        for z in &self.zk {
+            match z.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => {}
+                _ => return bad(format!("zk server {z:?} is not host:port")),
+            }
+        }
+        if !self.zk.is_empty() {
+            let plain = |s: &str| !s.contains("//") && !s.ends_with('/') && !s.chars().any(char::is_whitespace);
+            if self.zk_namespace.contains('/') || !plain(&self.zk_namespace) {
+                return bad(format!("zk_namespace {:?} must be a node name without '/'", self.zk_namespace));
+            }
+            if !self.zk_path.starts_with('/') || !plain(&self.zk_path) {
+                return bad(format!("zk_path {:?} must look like /cluster/cs", self.zk_path));
+            }
+            if self.zk_max_nodes == 0 {
+                return bad("zk_max_nodes must be at least 1".into());
+            }
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert and tls_key must be given together".into());
         }
@@ -230,6 +280,8 @@ impl Config {
             ("ping_interval", self.ping_interval),
             ("pong_timeout", self.pong_timeout),
             ("send_timeout", self.send_timeout),
+            ("zk_session_timeout", self.zk_session_timeout),
+            ("zk_reconnect_max", self.zk_reconnect_max),
         ];
         for (name, d) in durations {
             if d.is_zero() {
@@ -247,6 +299,20 @@ impl Config {
             self.max_open_connections_per_ip
                 .unwrap_or(self.max_connections_per_ip.saturating_add(OPEN_CONNECTION_HEADROOM_PER_IP)),
         )
+    }
+
+    /// Whether some upstream source is configured: the static list or the registry.
+    pub fn has_upstream_source(&self) -> bool {
+        !self.upstreams.is_empty() || !self.zk.is_empty()
+    }
+
+    /// The registry's parent node of the connection servers, e.g. `/mpush/cluster/cs`.
+    pub fn zk_servers_path(&self) -> String {
+        if self.zk_namespace.is_empty() {
+            self.zk_path.clone()
+        } else {
+            format!("/{}{}", self.zk_namespace, self.zk_path)
+        }
     }
 
     /// Whether TLS is configured.

@@ -23,6 +23,7 @@ mod bridge;
 pub mod cli;
 pub mod close;
 pub mod config;
+mod discovery;
 pub mod embedded;
 mod limits;
 mod metrics;

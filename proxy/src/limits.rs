@@ -113,7 +113,7 @@ mod tests {
 
     #[test]
     fn limits_total_and_per_ip_and_release_on_drop() {
-        let l = Arc::new(Limiter::new(Counted::Sessions, 3, 2, Arc::new(Metrics::new(&[]))));
+        let l = Arc::new(Limiter::new(Counted::Sessions, 3, 2, Arc::new(Metrics::new(false))));
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         let p1 = l.try_acquire(a).unwrap();

@@ -29,7 +29,7 @@ async fn main() -> ExitCode {
         LogFormat::Json => logs.json().init(),
     }
     let mut gateway = None;
-    let proxy = if config.upstreams.is_empty() {
+    let proxy = if !config.has_upstream_source() {
         match start_embedded(&cli, &mut config).await {
             Ok((proxy, handle)) => {
                 gateway = Some(handle);

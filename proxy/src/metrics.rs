@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::close::CloseReason;
+use crate::upstream::NodeStats;
 
 /// Why an HTTP request to the WebSocket path was refused before the upgrade.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +36,49 @@ impl Rejection {
     }
 }
 
+/// Something that happened to the ZooKeeper registry connection or its node list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RegistryEvent {
+    /// A ZooKeeper session was established (or re-established after a disconnect).
+    Connected,
+    /// The connection to ZooKeeper was lost; the last known nodes keep serving.
+    Disconnected,
+    /// The ZooKeeper session expired or failed; a new one is being set up.
+    SessionLost,
+    /// Connecting or reading the registry failed.
+    Error,
+    /// A connection server appeared in the registry.
+    NodeAdded,
+    /// A connection server left the registry.
+    NodeRemoved,
+    /// A registry entry that is not a usable connection server (bad JSON, host or port).
+    BadNode,
+}
+
+impl RegistryEvent {
+    const ALL: [RegistryEvent; 7] = [
+        RegistryEvent::Connected,
+        RegistryEvent::Disconnected,
+        RegistryEvent::SessionLost,
+        RegistryEvent::Error,
+        RegistryEvent::NodeAdded,
+        RegistryEvent::NodeRemoved,
+        RegistryEvent::BadNode,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            RegistryEvent::Connected => "connected",
+            RegistryEvent::Disconnected => "disconnected",
+            RegistryEvent::SessionLost => "session_lost",
+            RegistryEvent::Error => "error",
+            RegistryEvent::NodeAdded => "node_added",
+            RegistryEvent::NodeRemoved => "node_removed",
+            RegistryEvent::BadNode => "bad_node",
+        }
+    }
+}
+
 /// All proxy metrics. Lock-free: plain relaxed atomics.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -52,9 +96,10 @@ pub(crate) struct Metrics {
     /// TCP connections closed at accept: over the total cap, over the per-IP cap.
     pub refused_total_cap: AtomicU64,
     pub refused_per_ip_cap: AtomicU64,
-    upstream_names: Vec<String>,
-    upstream_connect_failures: Vec<AtomicU64>,
-    pub upstream_active: Vec<AtomicU64>,
+    /// Whether `--zk` is configured (the registry families are rendered only then).
+    registry: bool,
+    registry_connected: AtomicU64,
+    registry_events: Vec<AtomicU64>,
     closes: Vec<AtomicU64>,
     rejections: Vec<AtomicU64>,
 }
@@ -64,7 +109,8 @@ fn counters(n: usize) -> Vec<AtomicU64> {
 }
 
 impl Metrics {
-    pub fn new(upstreams: &[String]) -> Metrics {
+    /// `registry`: whether the ZooKeeper registry is configured.
+    pub fn new(registry: bool) -> Metrics {
         Metrics {
             sessions_current: AtomicU64::new(0),
             sessions_total: AtomicU64::new(0),
@@ -77,9 +123,9 @@ impl Metrics {
             open_connections_total: AtomicU64::new(0),
             refused_total_cap: AtomicU64::new(0),
             refused_per_ip_cap: AtomicU64::new(0),
-            upstream_names: upstreams.to_vec(),
-            upstream_connect_failures: counters(upstreams.len()),
-            upstream_active: counters(upstreams.len()),
+            registry,
+            registry_connected: AtomicU64::new(0),
+            registry_events: counters(RegistryEvent::ALL.len()),
             closes: counters(CloseReason::ALL.len()),
             rejections: counters(Rejection::ALL.len()),
         }
@@ -101,10 +147,14 @@ impl Metrics {
         self.bytes_down.fetch_add(bytes, Relaxed);
     }
 
-    pub fn connect_failure(&self, upstream: usize) {
-        if let Some(c) = self.upstream_connect_failures.get(upstream) {
-            c.fetch_add(1, Relaxed);
-        }
+    /// Counts `n` registry events of kind `e`.
+    pub fn registry_event(&self, e: RegistryEvent, n: u64) {
+        let i = RegistryEvent::ALL.iter().position(|x| *x == e).unwrap_or(0);
+        self.registry_events[i].fetch_add(n, Relaxed);
+    }
+
+    pub fn set_registry_connected(&self, connected: bool) {
+        self.registry_connected.store(u64::from(connected), Relaxed);
     }
 
     pub fn closed(&self, reason: CloseReason) {
@@ -116,8 +166,8 @@ impl Metrics {
         self.rejections[i].fetch_add(1, Relaxed);
     }
 
-    /// The Prometheus text exposition (format 0.0.4).
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition (format 0.0.4), with the upstream nodes' numbers.
+    pub fn render(&self, nodes: &[NodeStats]) -> String {
         let mut o = String::with_capacity(4096);
         let g = |a: &AtomicU64| a.load(Relaxed);
         let head = |o: &mut String, name: &str, kind: &str, help: &str| {
@@ -141,12 +191,54 @@ impl Metrics {
         let _ = writeln!(o, "mpush_proxy_bytes_total{{direction=\"upstream\"}} {}", g(&self.bytes_up));
         let _ = writeln!(o, "mpush_proxy_bytes_total{{direction=\"downstream\"}} {}", g(&self.bytes_down));
         head(&mut o, "mpush_proxy_upstream_connect_failures_total", "counter", "Failed upstream connect attempts.");
-        for (name, c) in self.upstream_names.iter().zip(&self.upstream_connect_failures) {
-            let _ = writeln!(o, "mpush_proxy_upstream_connect_failures_total{{upstream=\"{}\"}} {}", esc(name), g(c));
+        for n in nodes {
+            let _ = writeln!(
+                o,
+                "mpush_proxy_upstream_connect_failures_total{{upstream=\"{}\"}} {}",
+                esc(&n.addr),
+                n.connect_failures
+            );
         }
-        head(&mut o, "mpush_proxy_upstream_connections", "gauge", "Open upstream connections per server.");
-        for (name, c) in self.upstream_names.iter().zip(&self.upstream_active) {
-            let _ = writeln!(o, "mpush_proxy_upstream_connections{{upstream=\"{}\"}} {}", esc(name), g(c));
+        head(&mut o, "mpush_proxy_upstream_connections", "gauge", "Open upstream connections (sessions) per server.");
+        for n in nodes {
+            let _ = writeln!(o, "mpush_proxy_upstream_connections{{upstream=\"{}\"}} {}", esc(&n.addr), n.active);
+        }
+        head(&mut o, "mpush_proxy_upstream_sessions_total", "counter", "Sessions relayed to each server.");
+        for n in nodes {
+            let _ = writeln!(
+                o,
+                "mpush_proxy_upstream_sessions_total{{upstream=\"{}\"}} {}",
+                esc(&n.addr),
+                n.sessions_total
+            );
+        }
+        head(
+            &mut o,
+            "mpush_proxy_upstream_listed",
+            "gauge",
+            "1 while a server gets new sessions; 0 once it left the registry and only its open sessions remain.",
+        );
+        for n in nodes {
+            let (a, src) = (esc(&n.addr), n.source.label());
+            let _ =
+                writeln!(o, "mpush_proxy_upstream_listed{{upstream=\"{a}\",source=\"{src}\"}} {}", u8::from(n.listed));
+        }
+        head(&mut o, "mpush_proxy_upstream_weight", "gauge", "Weight of each server in the least-connections choice.");
+        for n in nodes {
+            let _ = writeln!(o, "mpush_proxy_upstream_weight{{upstream=\"{}\"}} {}", esc(&n.addr), n.weight);
+        }
+        if self.registry {
+            head(
+                &mut o,
+                "mpush_proxy_registry_connected",
+                "gauge",
+                "1 while the ZooKeeper registry is connected and read.",
+            );
+            let _ = writeln!(o, "mpush_proxy_registry_connected {}", g(&self.registry_connected));
+            head(&mut o, "mpush_proxy_registry_events_total", "counter", "ZooKeeper registry events, by kind.");
+            for (e, c) in RegistryEvent::ALL.iter().zip(&self.registry_events) {
+                let _ = writeln!(o, "mpush_proxy_registry_events_total{{event=\"{}\"}} {}", e.label(), g(c));
+            }
         }
         head(&mut o, "mpush_proxy_closes_total", "counter", "WebSocket sessions ended, by reason.");
         for (r, c) in CloseReason::ALL.iter().zip(&self.closes) {
@@ -173,18 +265,38 @@ mod tests {
 
     #[test]
     fn renders_every_family_with_labels() {
-        let m = Metrics::new(&["a:1".into()]);
+        let m = Metrics::new(true);
         m.upstream_packet(10);
         m.downstream_packet(3);
-        m.connect_failure(0);
         m.closed(CloseReason::TextFrame);
         m.rejected(Rejection::PerIpLimit);
-        let t = m.render();
+        m.registry_event(RegistryEvent::NodeRemoved, 2);
+        m.set_registry_connected(true);
+        let node = NodeStats {
+            addr: "a:1".into(),
+            source: crate::upstream::Source::Registry,
+            listed: false,
+            weight: 2,
+            active: 4,
+            sessions_total: 9,
+            connect_failures: 1,
+        };
+        let t = m.render(&[node]);
         assert!(t.contains("mpush_proxy_packets_total{direction=\"upstream\"} 1\n"));
         assert!(t.contains("mpush_proxy_bytes_total{direction=\"downstream\"} 3\n"));
         assert!(t.contains("mpush_proxy_upstream_connect_failures_total{upstream=\"a:1\"} 1\n"));
+        assert!(t.contains("mpush_proxy_upstream_connections{upstream=\"a:1\"} 4\n"));
+        assert!(t.contains("mpush_proxy_upstream_sessions_total{upstream=\"a:1\"} 9\n"));
+        assert!(t.contains("mpush_proxy_upstream_listed{upstream=\"a:1\",source=\"zk\"} 0\n"));
+        assert!(t.contains("mpush_proxy_upstream_weight{upstream=\"a:1\"} 2\n"));
+        assert!(t.contains("mpush_proxy_registry_connected 1\n"));
+        assert!(t.contains("mpush_proxy_registry_events_total{event=\"node_removed\"} 2\n"));
         assert!(t.contains("mpush_proxy_closes_total{reason=\"text_frame\",code=\"1003\"} 1\n"));
         assert!(t.contains("mpush_proxy_handshake_rejections_total{reason=\"per_ip_limit\"} 1\n"));
         assert!(t.contains("# TYPE mpush_proxy_connections gauge\n"));
+        assert!(
+            !Metrics::new(false).render(&[]).contains("mpush_proxy_registry_"),
+            "no registry families without --zk"
+        );
     }
 }

@@ -99,8 +99,10 @@ impl Proxy {
             _ => None,
         };
         let local_addr = listener.local_addr()?;
-        let metrics = Arc::new(Metrics::new(&config.upstreams));
-        let upstreams = Arc::new(Upstreams::new(&config.upstreams, config.connect_timeout, Arc::clone(&metrics)));
+        let registry = !config.zk.is_empty();
+        let metrics = Arc::new(Metrics::new(registry));
+        let upstreams =
+            Arc::new(Upstreams::new(&config.upstreams, registry, config.connect_timeout, Arc::clone(&metrics)));
         let limiter = Arc::new(Limiter::new(
             Counted::Sessions,
             config.max_connections,
@@ -144,6 +146,10 @@ impl Proxy {
         let Proxy { listener, local_addr, tls, shared } = self;
         info!(%local_addr, tls = tls.is_some(), upstreams = ?shared.config.upstreams, "mpush-proxy listening");
         let tracker = TaskTracker::new();
+        // The registry watch lives as long as the proxy serves (also while draining).
+        let discovery = crate::discovery::Settings::from_config(&shared.config).map(|settings| {
+            tokio::spawn(crate::discovery::run(settings, Arc::clone(&shared.upstreams), Arc::clone(&shared.metrics)))
+        });
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -174,6 +180,9 @@ impl Proxy {
             if timeout(CLOSE_WAIT, tracker.wait()).await.is_err() {
                 warn!("some connections did not finish closing");
             }
+        }
+        if let Some(d) = discovery {
+            d.abort();
         }
         info!("stopped");
         Ok(())
@@ -339,6 +348,30 @@ async fn run_session(shared: &Shared, pending: Pending, peer: SocketAddr) {
     info!(%peer, reason = reason.label(), code = reason.code(), "session closed");
 }
 
+/// 200 when some listed upstream accepts TCP connections, else 503; the body says why and,
+/// with `--zk`, whether the node set is current or the last known one.
+async fn readyz(shared: &Shared) -> Response<Body> {
+    let ready = shared.upstreams.ready().await;
+    let nodes = shared.upstreams.listed();
+    let mut body = if ready { "ready\n".to_owned() } else { "not ready: no upstream reachable\n".to_owned() };
+    body.push_str(&format!("upstreams: {}\n", if nodes.is_empty() { "none".to_owned() } else { nodes.join(" ") }));
+    if let Some(r) = shared.upstreams.registry_status() {
+        let ago = r.since.elapsed().as_secs();
+        body.push_str(&match (r.connected, r.listed_once) {
+            (true, _) => "registry: connected\n".to_owned(),
+            (false, false) => format!("registry: not read yet ({})\n", r.error.as_deref().unwrap_or("connecting")),
+            (false, true) => format!(
+                "registry: unreachable for {ago}s ({}); serving the last known connection servers\n",
+                r.error.as_deref().unwrap_or("disconnected")
+            ),
+        });
+    }
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
@@ -362,10 +395,9 @@ async fn route(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, slot: 
     }
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" if shared.upstreams.ready().await => text(StatusCode::OK, "ready\n"),
-        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "no upstream reachable\n"),
+        "/readyz" => readyz(shared).await,
         "/metrics" => {
-            let mut r = Response::new(Full::new(Bytes::from(shared.metrics.render())));
+            let mut r = Response::new(Full::new(Bytes::from(shared.metrics.render(&shared.upstreams.stats()))));
             r.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
             r
