@@ -54,8 +54,14 @@ export interface MPushClientOptions {
   userId?: string;
   /** Tags for the `userId` bind. */
   tags?: string;
-  /** Alias for the `userId` bind. */
+  /** Alias for the `userId` bind (MPUSH's bind `data`; not together with `bindToken`). */
   alias?: string;
+  /**
+   * Bind token for the `userId` bind, from your backend (mpush-gateway: `POST /bind-token`);
+   * sent as the bind's data. A gateway with bind tokens refuses a bind without a valid one
+   * ("error" event with `BIND_REFUSED`, and the user is not bound again automatically).
+   */
+  bindToken?: string;
   /** Smallest acceptable heartbeat, ms (>= 2000; default 180000, or maxHeartbeat if lower). */
   minHeartbeat?: number;
   /** Largest acceptable heartbeat, ms (default 180000, or minHeartbeat if higher). */
@@ -100,6 +106,11 @@ export interface HeartbeatInfo {
   at: number;
 }
 
+/** The options form of `bind()`: tags, and either a bind token or an alias (both are the bind's data). */
+export type BindOptions =
+  | { tags?: string | null; token: string; alias?: never }
+  | { tags?: string | null; alias?: string | null; token?: never };
+
 /** Result of `bind()` and payload of the "bind" event. */
 export interface BindInfo {
   userId: string;
@@ -138,7 +149,9 @@ export type MPushErrorCode =
   | "HTTP_METHOD_UNSUPPORTED"
   | "UNSUPPORTED"
   | "PAYLOAD_TOO_LARGE"
-  | "HANDSHAKE_REFUSED";
+  | "HANDSHAKE_REFUSED"
+  /** The server refused the bind (MPUSH's "bind failed": a missing, expired or wrong bind token). */
+  | "BIND_REFUSED";
 
 /** Every error this package throws or rejects with is an `Error` with `name` "MPushError". */
 export interface MPushError extends Error {
@@ -230,6 +243,12 @@ export class MPushClient {
    * and a late answer still fires "bind".
    */
   bind(userId: string, tags?: string | null, alias?: string | null): Promise<BindInfo>;
+  /**
+   * `bind()` with options: `token` is a bind token from your backend (sent as the bind's data,
+   * so not together with `alias`). Rejects with `BIND_REFUSED` when the server refuses it (the
+   * server then closes the connection; the client reconnects without binding this user).
+   */
+  bind(userId: string, options: BindOptions): Promise<BindInfo>;
   /** Unbinds the bound user (`NOT_BOUND` if there is none, also after a kick). */
   unbind(): Promise<void>;
   /** Pushes bytes or UTF-8 text to the server. */

@@ -21,6 +21,7 @@ export const ERROR_CODES = Object.freeze([
   "UNSUPPORTED",
   "PAYLOAD_TOO_LARGE",
   "HANDSHAKE_REFUSED",
+  "BIND_REFUSED",
 ]);
 
 /** Whether `e` is an error raised by this package (optionally with the given code). */

@@ -37,6 +37,10 @@ pub enum ErrorCode {
     /// The server refused the handshake (see `serverCode`; 100 is what MPUSH answers when it
     /// cannot decrypt the handshake: a wrong `publicKey`). The client stopped reconnecting.
     HandshakeRefused,
+    /// The server refused the bind (MPUSH's `bind failed`: its bind validator said no; with
+    /// mpush-gateway, a missing, expired or wrong bind token) and closed the connection. The
+    /// user is not bound again automatically; bind with a fresh token.
+    BindRefused,
 }
 
 impl ErrorCode {
@@ -56,6 +60,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::HandshakeRefused => "HANDSHAKE_REFUSED",
+            ErrorCode::BindRefused => "BIND_REFUSED",
         }
     }
 }
@@ -103,10 +108,27 @@ pub fn handshake_refused(server_code: u8, reason: Option<&str>) -> JsValue {
     with_server_fields(js_error(ErrorCode::HandshakeRefused, &msg), server_code, reason)
 }
 
+/// MPUSH's reason when its bind validator refuses a bind (only binds are answered with it).
+const BIND_FAILED: &str = "bind failed";
+
+/// Whether a failed request is a refused bind.
+pub fn is_bind_refusal(e: &RequestError) -> bool {
+    matches!(e, RequestError::Rejected { reason: Some(r), .. } if r == BIND_FAILED)
+}
+
 /// Maps a failed request.
 pub fn request_error(e: &RequestError) -> JsValue {
     match e {
         RequestError::Timeout => js_error(ErrorCode::Timeout, "request timed out"),
+        RequestError::Rejected { code, reason } if is_bind_refusal(e) => with_server_fields(
+            js_error(
+                ErrorCode::BindRefused,
+                "the server refused the bind (bind failed): is the bind token valid, unexpired and minted for this \
+                 user id?",
+            ),
+            code.0,
+            reason.as_deref(),
+        ),
         RequestError::Rejected { code, reason } => server_error(code.0, reason.as_deref()),
         RequestError::Refused { code, reason } => handshake_refused(code.0, reason.as_deref()),
         RequestError::ConnectionLost => js_error(ErrorCode::ConnectionLost, "connection lost"),

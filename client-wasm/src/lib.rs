@@ -114,9 +114,14 @@ impl MPushClient {
     }
 
     /// Binds a user (re-bound automatically after reconnects until `unbind` or a kick); another
-    /// user bound on this connection is unbound first.
-    pub fn bind(&self, user_id: String, tags: Option<String>, alias: Option<String>) -> Promise {
-        self.call(|d| d.bind(&user_id, tags, alias))
+    /// user bound on this connection is unbound first. `bind(userId, tags?, alias?)` or
+    /// `bind(userId, { tags, alias, token })`: a bind token from the application's backend
+    /// travels as the bind's data; a refusal rejects with `BIND_REFUSED`.
+    pub fn bind(&self, user_id: String, tags: JsValue, alias: JsValue) -> Promise {
+        match crate::options::bind_args(&tags, &alias) {
+            Ok((tags, data)) => self.call(|d| d.bind(&user_id, tags, data)),
+            Err(e) => Promise::reject(&e),
+        }
     }
 
     /// Unbinds the bound user.

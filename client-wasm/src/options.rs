@@ -32,7 +32,8 @@ pub struct Options {
     pub user_id: Option<String>,
     /// Tags for that bind.
     pub tags: Option<String>,
-    /// Alias for that bind.
+    /// Alias for that bind: the bind's `data` field, which carries the `bindToken` option when
+    /// one is given (a gateway with bind tokens checks it; MPUSH hands it to its validator).
     pub alias: Option<String>,
     /// Heartbeat bounds, ms.
     pub min_heartbeat: i32,
@@ -90,6 +91,32 @@ fn non_empty(v: Option<String>) -> Option<String> {
 
 const MAX_TIMEOUT: f64 = 2_147_483_647.0;
 
+/// The `tags` and `alias` arguments of `bind(userId, tags?, alias?)`, or its options form
+/// `bind(userId, { tags?, alias?, token? })`: `(tags, data)`, where `data` is the bind's data
+/// field (the alias, or the bind token; not both). Anything else is `INVALID_ARGUMENT`.
+pub fn bind_args(tags: &JsValue, alias: &JsValue) -> Result<(Option<String>, Option<String>), JsValue> {
+    let bad = |what: &str| js_error(ErrorCode::InvalidArgument, &["bind: ", what].concat());
+    let string = |v: &JsValue, name: &str| -> Result<Option<String>, JsValue> {
+        if v.is_undefined() || v.is_null() {
+            return Ok(None);
+        }
+        v.as_string().map(Some).ok_or_else(|| bad(&[name, " must be a string"].concat()))
+    };
+    if !tags.is_object() {
+        return Ok((string(tags, "tags")?, string(alias, "alias")?));
+    }
+    if !(alias.is_undefined() || alias.is_null()) {
+        return Err(bad("no third argument with the options form bind(userId, { tags, alias, token })"));
+    }
+    let (tags, alias, token) = (string(&field(tags, "tags"), "tags")?, string(&field(tags, "alias"), "alias")?, {
+        string(&field(tags, "token"), "token")?
+    });
+    if alias.is_some() && token.is_some() {
+        return Err(bad("alias and token cannot both be given (both are the bind's data)"));
+    }
+    Ok((tags, alias.or(token)))
+}
+
 /// `maxPacketSize`: bytes, default MPUSH's `mp.core.max-packet-size` (10240). At least 1024:
 /// a handshake is 128 bytes per 117 of its fields, and the limit is a server setting, not a
 /// way to forbid requests.
@@ -127,9 +154,15 @@ impl Options {
         let user_id = non_empty(opt_string(obj, "userId")?);
         let tags = non_empty(opt_string(obj, "tags")?);
         let alias = non_empty(opt_string(obj, "alias")?);
-        if user_id.is_none() && (tags.is_some() || alias.is_some()) {
-            return Err(invalid("tags", "and alias need userId"));
+        let bind_token = non_empty(opt_string(obj, "bindToken")?);
+        if user_id.is_none() && (tags.is_some() || alias.is_some() || bind_token.is_some()) {
+            return Err(invalid("tags", "alias and bindToken need userId"));
         }
+        // Both travel in the bind's one `data` field.
+        if alias.is_some() && bind_token.is_some() {
+            return Err(invalid("bindToken", "and alias cannot both be given (both are the bind's data)"));
+        }
+        let alias = alias.or(bind_token);
 
         let min_hb = opt_ms(obj, "minHeartbeat", 2000.0, MAX_TIMEOUT)?;
         let max_hb = opt_ms(obj, "maxHeartbeat", 2000.0, MAX_TIMEOUT)?;
@@ -225,6 +258,35 @@ mod tests {
     }
 
     #[wasm_bindgen_test]
+    fn the_bind_token_is_the_automatic_binds_data() {
+        let o = opts("userId: 'u', bindToken: 'v1.99.mac', tags: 't'").unwrap();
+        assert_eq!((o.alias.as_deref(), o.tags.as_deref()), (Some("v1.99.mac"), Some("t")));
+    }
+
+    #[wasm_bindgen_test]
+    fn bind_takes_tags_and_alias_or_an_options_object() {
+        let js = |src: &str| js_sys::eval(src).unwrap();
+        let u = JsValue::UNDEFINED;
+        assert_eq!(bind_args(&js("'vip'"), &js("'al'")).unwrap(), (Some("vip".into()), Some("al".into())));
+        assert_eq!(bind_args(&u, &u).unwrap(), (None, None));
+        assert_eq!(
+            bind_args(&js("({ token: 'v1.9.m', tags: 'vip' })"), &u).unwrap(),
+            (Some("vip".into()), Some("v1.9.m".into()))
+        );
+        assert_eq!(bind_args(&js("({ alias: 'al' })"), &u).unwrap(), (None, Some("al".into())));
+        for (tags, alias) in [
+            ("({ token: 't', alias: 'a' })", "undefined"),
+            ("({ token: 5 })", "undefined"),
+            ("({ token: 't' })", "'alias too'"),
+            ("7", "undefined"),
+            ("'vip'", "8"),
+        ] {
+            let r = bind_args(&js(tags), &js(alias));
+            assert_eq!(code_of(&r.unwrap_err()).as_deref(), Some("INVALID_ARGUMENT"), "{tags} {alias}");
+        }
+    }
+
+    #[wasm_bindgen_test]
     fn invalid_options_are_rejected_with_invalid_option() {
         assert_eq!(code(Options::parse(&JsValue::UNDEFINED)), "INVALID_OPTION");
         let no_url = ["({ publicKey: '", KEY, "' })"].concat();
@@ -243,6 +305,9 @@ mod tests {
             "requestTimeout: -1",
             "storage: 'disk'",
             "tags: 'x'",
+            "bindToken: 'v1.1.x'",
+            "userId: 'u', alias: 'a', bindToken: 'v1.1.x'",
+            "userId: 'u', bindToken: 5",
             "osVersion: 7",
             "maxPacketSize: 100",
             "maxPacketSize: 'big'",

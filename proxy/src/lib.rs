@@ -31,6 +31,7 @@ mod server;
 mod static_files;
 mod tls;
 mod upstream;
+mod ws;
 
 pub use cli::Cli;
 pub use close::CloseReason;

@@ -16,14 +16,11 @@ use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use mpush_protocol::frame::HEADER_LEN;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -38,9 +35,6 @@ use crate::{static_files, tls, ProxyError};
 
 /// The WebSocket subprotocol of the MPUSH binary protocol.
 pub const SUBPROTOCOL: &str = "mpush";
-/// Browser messages a little over the limit are read whole and answered with 1009 by the
-/// packet check; only far larger ones are cut off inside tungstenite.
-const MESSAGE_SLACK: usize = 64 * 1024;
 /// How long shut-down sessions get for their close handshakes before `run` returns anyway.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// At most one warning per this interval about connections refused at accept.
@@ -65,7 +59,6 @@ struct Shared {
     draining: CancellationToken,
     /// Close open WebSocket sessions with 1001.
     closing: CancellationToken,
-    ws_config: WebSocketConfig,
 }
 
 /// A bound proxy, ready to [`run`](Proxy::run). Binding first lets a caller (or a test that
@@ -111,13 +104,6 @@ impl Proxy {
         ));
         let (open, open_per_ip) = config.open_connection_caps();
         let conn_limiter = Arc::new(Limiter::new(Counted::Connections, open, open_per_ip, Arc::clone(&metrics)));
-        let max_message = HEADER_LEN + config.upstream_max_body + MESSAGE_SLACK;
-        // Small buffers: an idle session keeps tungstenite's read buffer allocated.
-        let ws_config = WebSocketConfig::default()
-            .read_buffer_size(2 * 1024)
-            .write_buffer_size(0)
-            .max_message_size(Some(max_message))
-            .max_frame_size(Some(max_message));
         let shared = Arc::new(Shared {
             config,
             metrics,
@@ -129,7 +115,6 @@ impl Proxy {
             started: Instant::now(),
             draining: CancellationToken::new(),
             closing: CancellationToken::new(),
-            ws_config,
         });
         Ok(Proxy { listener, local_addr, tls, shared })
     }
@@ -322,7 +307,7 @@ async fn run_session(shared: &Shared, pending: Pending, peer: SocketAddr) {
             return;
         }
     };
-    let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(shared.ws_config)).await;
+    let mut ws = bridge::Browser::new(upgraded);
     let ctx = Ctx { config: &shared.config, metrics: &shared.metrics, shutdown: &shared.closing };
     let connected = tokio::select! {
         biased;

@@ -57,6 +57,19 @@ export async function main(): Promise<void> {
   console.log(info.fast, client.state, client.heartbeat, client.lastConnectWasFast, client.deviceId);
   const bound: BindInfo = await client.bind("user-42", "vip");
   console.log(bound.rebind);
+  const token = "v1.1800000000.mac-from-the-backend";
+  await client.bind("user-42", { token, tags: "vip" });
+  await client.bind("user-42", { alias: "a" });
+  new MPushClient({ url: "ws://x", publicKey: "k", userId: "user-42", bindToken: token });
+  // @ts-expect-error token and alias are both the bind's data
+  await client.bind("user-42", { token, alias: "a" });
+  // @ts-expect-error the bind token is a string
+  new MPushClient({ url: "ws://x", publicKey: "k", userId: "u", bindToken: 42 });
+  try {
+    await client.bind("user-42", { token });
+  } catch (e) {
+    if (isMPushError(e, "BIND_REFUSED")) console.log("fetch a fresh token", e.serverReason);
+  }
   await client.unbind();
   await client.push("hello", { ack: "auto" });
   await client.push(new Uint8Array([1, 2, 3]));

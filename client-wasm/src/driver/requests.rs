@@ -202,6 +202,11 @@ impl Driver {
                 }
             }
             ClientEvent::RequestFailed { request, error } => {
+                if crate::errors::is_bind_refusal(&error) {
+                    // The server closed the connection; binding the option's user again after
+                    // the reconnect would only be refused again (its token is bad or expired).
+                    self.auto_bind = None;
+                }
                 let e = request_error(&error);
                 match self.take_request(request) {
                     Some(r) => self.out.push(Effect::Settle(r.reject, e)),
