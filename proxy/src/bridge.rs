@@ -609,7 +609,12 @@ impl Relay<'_> {
 
     /// One read from the upstream: every whole packet in it goes to the browser, each as its
     /// own binary message, all in one write.
-    fn poll_upstream(&mut self, cx: &mut Context<'_>, b: &mut Browser, up: &mut TcpStream) -> Poll<Result<(), CloseReason>> {
+    fn poll_upstream(
+        &mut self,
+        cx: &mut Context<'_>,
+        b: &mut Browser,
+        up: &mut TcpStream,
+    ) -> Poll<Result<(), CloseReason>> {
         let max = self.cfg.downstream_max_body;
         with_scratch(|s| {
             let Scratch { input, output } = s;
@@ -630,7 +635,9 @@ impl Relay<'_> {
             } else {
                 // Inside a packet: read into its buffer, sized for what is missing.
                 let want = match frame_len(&self.up_partial, max) {
-                    Ok(Some(n)) if n > self.up_partial.len() => (n - self.up_partial.len()).clamp(READ_CHUNK, MAX_READ_CHUNK),
+                    Ok(Some(n)) if n > self.up_partial.len() => {
+                        (n - self.up_partial.len()).clamp(READ_CHUNK, MAX_READ_CHUNK)
+                    }
                     _ => READ_CHUNK,
                 };
                 self.up_partial.reserve(want);

@@ -219,7 +219,8 @@ mod tests {
         for len in [0, 1, 7, 8, 9, 31, 256] {
             let mut fast = data[..len].to_vec();
             unmask(&mut fast, [0xA1, 0x02, 0xF3, 0x44]);
-            let slow: Vec<u8> = data[..len].iter().enumerate().map(|(i, b)| b ^ [0xA1, 0x02, 0xF3, 0x44][i % 4]).collect();
+            let slow: Vec<u8> =
+                data[..len].iter().enumerate().map(|(i, b)| b ^ [0xA1, 0x02, 0xF3, 0x44][i % 4]).collect();
             assert_eq!(fast, slow);
         }
     }
