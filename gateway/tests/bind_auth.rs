@@ -199,8 +199,8 @@ async fn the_push_api_closes_a_connection_that_sends_half_a_header() {
 
 #[tokio::test]
 async fn a_non_loopback_push_api_without_a_token_does_not_start() {
-    let mut config = mpush_gateway::GatewayConfig::default();
-    config.api_listen = "0.0.0.0:0".parse().expect("addr");
+    let mut config =
+        mpush_gateway::GatewayConfig { api_listen: "0.0.0.0:0".parse().expect("addr"), ..Default::default() };
     let err = mpush_gateway::Gateway::bind(config.clone()).await.expect_err("refused");
     let msg = err.to_string();
     assert!(msg.contains("api-listen") && msg.contains("[api] token"), "{msg}");

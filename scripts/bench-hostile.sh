@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Hostile-client figures, one section per server, each printing a markdown table:
+#
+#   gateway: CPU per refused oversized handshake, CPU per complete handshake, and a legitimate
+#            client's handshake latency (p50/p99) plus an open connection's heartbeat echo
+#            while FLOOD connections send maximum-size handshakes in a loop
+#            (gateway/examples/handshake_flood.rs).
+#
+#   ./scripts/bench-hostile.sh [gateway]     (default: every section)
+# Environment: REFUSED (oversized attempts, default 20000), LEGIT (complete handshakes for
+# the CPU figure, 500), FLOOD (flooding connections, 200), SAMPLES (legit handshakes timed
+# during the flood, 200), RSA_WORKERS (gateway [limits] rsa-workers, 0 = one per core).
+# A bench, not a test: it asserts nothing; figures depend on the machine and its load.
+# Everything listens on 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECTIONS=${*:-gateway}
+REFUSED=${REFUSED:-20000}
+LEGIT=${LEGIT:-500}
+FLOOD=${FLOOD:-200}
+SAMPLES=${SAMPLES:-200}
+RSA_WORKERS=${RSA_WORKERS:-0}
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+BIN=target/release
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  status=$?
+  if [ "$status" -ne 0 ]; then
+    echo "bench-hostile failed ($status); last log lines:" >&2
+    for f in "$WORK"/*.log; do [ -e "$f" ] && { echo "--- $(basename "$f")" >&2; tail -n 20 "$f" >&2; }; done
+  fi
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+machine() {
+  echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (shared machines skew every figure)"
+}
+
+section_gateway() {
+  cargo build --release --locked -q -p mpush-gateway --bin mpush-gateway --example handshake_flood
+  local gw_port api_port gw_pid key
+  gw_port=$(port)
+  api_port=$(port)
+  # Default limits except the per-IP caps: every bench connection comes from 127.0.0.1 (as
+  # behind a proxy), and the figure wanted is the cost of the work, not of refusals at accept.
+  "$BIN/mpush-gateway" --listen "127.0.0.1:$gw_port" --api-listen "127.0.0.1:$api_port" \
+    --key-file "$WORK/key.toml" --rsa-workers "$RSA_WORKERS" \
+    --max-connections-per-ip 0 --max-unauthenticated-per-ip 0 \
+    >"$WORK/gateway.log" 2>&1 &
+  gw_pid=$!
+  PIDS+=("$gw_pid")
+  for _ in $(seq 100); do curl -sf "127.0.0.1:$api_port/health" >/dev/null && break; sleep 0.1; done
+  key=$(curl -sf "127.0.0.1:$api_port/public-key")
+  echo "## gateway (release, rsa-workers $RSA_WORKERS, max-handshake-body 512)"
+  machine
+  echo
+  "$BIN/examples/handshake_flood" --gateway "127.0.0.1:$gw_port" --pid "$gw_pid" --public-key "$key" \
+    --refused "$REFUSED" --legit "$LEGIT" --flood "$FLOOD" --samples "$SAMPLES" \
+    --max-handshake-body 512 --clk-tck "$(getconf CLK_TCK)"
+  echo
+  kill "$gw_pid" 2>/dev/null || true
+}
+
+for s in $SECTIONS; do
+  case "$s" in
+    gateway) section_gateway ;;
+    *) echo "bench-hostile: unknown section $s (sections: gateway)" >&2; exit 2 ;;
+  esac
+done
