@@ -36,7 +36,6 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 
-use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use crate::codec::DecodeError;
@@ -46,6 +45,7 @@ use crate::message::{
     BindUser, ErrorCode, ErrorMessage, FastConnect, FastConnectOk, Handshake, HandshakeOk, HttpRequest, HttpResponse,
     Kick, Message, OkMessage,
 };
+use crate::rng::ChaCha20Rng;
 use crate::session::{AckMode, StoredSession};
 use crate::wire::Wire;
 

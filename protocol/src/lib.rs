@@ -22,12 +22,17 @@ pub mod crypto;
 pub mod deflate;
 pub mod frame;
 pub mod message;
+mod pkcs1;
+mod rng;
 
 pub use codec::DecodeError;
-pub use crypto::{AesCipher, CryptoError, RsaPrivateKey, RsaPublicKey};
+#[cfg(feature = "server")]
+pub use crypto::RsaPrivateKey;
+pub use crypto::{AesCipher, CryptoError, RsaPublicKey};
 pub use frame::{Command, Flags, Frame, FrameDecoder, FrameError, Packet, HEARTBEAT_BYTE};
 pub use message::{ErrorCode, Headers, HttpMethod, HttpRequest, HttpResponse, Message};
 pub mod client;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod session;
 mod wire;
@@ -35,6 +40,7 @@ mod wire;
 pub use client::{
     ClientConfig, ClientError, ClientEvent, ClientSession, ClientState, PushMessage, RequestError, RequestId,
 };
+#[cfg(feature = "server")]
 pub use server::{
     BindValidator, ClientInfo, CloseReason, ServerConfig, ServerError, ServerEvent, ServerSession, ServerUsageError,
 };

@@ -23,13 +23,13 @@ mod framing;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use crate::codec::DecodeError;
 use crate::crypto::{decompress, mix_key, AesCipher, CryptoError, RsaPrivateKey};
 use crate::frame::{Command, Flags, Frame, FrameError, Packet};
 use crate::message::{ErrorCode, ErrorMessage, FastConnectOk, HandshakeOk, HttpRequest, HttpResponse, Kick, OkMessage};
+use crate::rng::ChaCha20Rng;
 use crate::session::{AckMode, ClientType, ResumableSession, SessionStore};
 use crate::wire::Wire;
 

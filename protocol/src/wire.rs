@@ -33,7 +33,8 @@ impl Wire {
     }
 
     /// Queues `msg` through the body pipeline (compressed over the limit, encrypted when a
-    /// cipher is set and `encrypt` is true).
+    /// cipher is set and `encrypt` is true). The server's.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn send<M: Message>(
         &mut self,
         now: u64,
@@ -46,6 +47,7 @@ impl Wire {
         self.send_body(now, cmd, session_id, msg.encode(), extra, encrypt);
     }
 
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn send_body(
         &mut self,
         now: u64,
