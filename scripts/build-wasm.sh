@@ -34,7 +34,7 @@ STAMP=pkg/.build-stamp
 STAMP_TEXT="release $(rustc --version)"
 if [ "$IF_STALE" = 1 ] && [ "$DEV" = 0 ] && [ "${MPUSH_WASM_REBUILD:-0}" != 1 ] && [ -f "$STAMP" ] &&
   [ "$(cat "$STAMP")" = "$STAMP_TEXT" ] &&
-  [ -f pkg/index.js ] && [ -f pkg/mpush_client_wasm.js ] && [ -f pkg/mpush_client_wasm_bg.wasm ]; then
+  [ -f pkg/index.js ] && [ -f pkg/shared.js ] && [ -f pkg/mpush_client_wasm.js ] && [ -f pkg/mpush_client_wasm_bg.wasm ]; then
   inputs=(Cargo.toml Cargo.lock protocol/Cargo.toml protocol/src client-wasm/Cargo.toml client-wasm/src
     client-wasm/js scripts/build-wasm.sh)
   [ -e .cargo/config.toml ] && inputs+=(.cargo/config.toml)
@@ -102,13 +102,15 @@ if [ "$DEV" = 0 ]; then
   mv pkg/mpush_client_wasm_bg.opt.wasm pkg/mpush_client_wasm_bg.wasm
 fi
 
-cp client-wasm/js/index.js pkg/index.js
+# The package entry and the JS modules beside it (shared.js: the MPushClient facade).
+cp client-wasm/js/*.js pkg/
 # The package ships the hand-checked index.d.ts at the root instead of the generated typings.
 rm -f pkg/*.d.ts
 
 gz() { gzip -9 -c "$1" | wc -c | tr -d ' '; }
 WASM=$(gz pkg/mpush_client_wasm_bg.wasm)
-JS=$(($(gz pkg/mpush_client_wasm.js) + $(gz pkg/index.js)))
+JS=0
+for f in pkg/*.js; do JS=$((JS + $(gz "$f"))); done
 TOTAL=$((WASM + JS))
 RAW=$(wc -c <pkg/mpush_client_wasm_bg.wasm | tr -d ' ')
 echo "build-wasm: toolchain $TOOLCHAIN"

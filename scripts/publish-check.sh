@@ -21,7 +21,8 @@ index.d.ts
 package.json
 pkg/index.js
 pkg/mpush_client_wasm.js
-pkg/mpush_client_wasm_bg.wasm"
+pkg/mpush_client_wasm_bg.wasm
+pkg/shared.js"
 
 fail() {
   echo "publish-check: FAILED: $*" >&2

@@ -4,7 +4,10 @@
 // `mpush_client_wasm_bg.wasm` next to this file via `new URL(..., import.meta.url)`, which
 // plain `<script type="module">` pages, Vite and webpack 5 all understand. Pass a URL,
 // Response or WebAssembly.Module to load it from elsewhere; `initSync` takes bytes or a module.
-export { default, initSync, MPushClient, MPushMessage } from "./mpush_client_wasm.js";
+export { default, initSync } from "./mpush_client_wasm.js";
+// The client class is the JS facade in shared.js: tabs of one origin share one connection
+// (option `share`), over the wasm client it builds.
+export { MPushClient, MPushMessage } from "./shared.js";
 
 /** The stable `code` values of errors raised by this package. */
 export const ERROR_CODES = Object.freeze([
