@@ -66,7 +66,10 @@ export interface MPushClientOptions {
   minHeartbeat?: number;
   /** Largest acceptable heartbeat, ms (default 180000, or minHeartbeat if higher). */
   maxHeartbeat?: number;
-  /** Where the device id and the fast-connect session live. Default "local". */
+  /**
+   * Where the device id and the fast-connect session live. Default "local" ("session" when
+   * `share` is false: a device per tab).
+   */
   storage?: "local" | "session" | "memory" | MPushStorageAdapter;
   /** Prefix of the storage keys. Default "mpush:". */
   storageKey?: string;
@@ -86,6 +89,13 @@ export interface MPushClientOptions {
    * close the connection on them). Default 10240, at least 1024.
    */
   maxPacketSize?: number;
+  /**
+   * Share one connection among the tabs of this origin that use the same `url`, `publicKey`
+   * and `storageKey` (Web Locks + BroadcastChannel; see `MPushClient.sharing`). Default true,
+   * false with `storage` "session" or "memory". The tab holding the connection uses its own
+   * options; a tab taking over binds the user bound at the time.
+   */
+  share?: boolean;
 }
 
 /** Result of `connect()` and payload of the "connect" event. */
@@ -191,8 +201,18 @@ export class MPushMessage {
   free(): void;
 }
 
+/**
+ * This tab's part in connection sharing: "leader" (holds the shared connection), "follower"
+ * (uses another tab's), "pending" (shared, but not connected or between leaders), "off"
+ * (`share: false`: its own connection) or "unsupported" (no Web Locks or BroadcastChannel, e.g.
+ * a page that is not a secure context: its own connection).
+ */
+export type MPushSharing = "leader" | "follower" | "pending" | "off" | "unsupported";
+
 /** Event names and their payloads. */
 export interface MPushEventMap {
+  /** This tab's new `sharing` role. */
+  sharing: MPushSharing;
   state: MPushState;
   connect: ConnectInfo;
   heartbeat: HeartbeatInfo;
@@ -225,9 +245,15 @@ export interface PushOptions {
 export class MPushClient {
   /** Checks the options (throws `INVALID_OPTION`); does not connect yet. */
   constructor(options: MPushClientOptions);
-  /** Adds a listener; exceptions thrown by listeners are logged, never propagated. */
-  on<K extends keyof MPushEventMap>(event: K, listener: (payload: MPushEventMap[K]) => void): void;
-  /** Removes a listener added with `on`. */
+  /**
+   * Adds a listener (once: adding it again does nothing); returns a function that removes it.
+   * Exceptions thrown by listeners are logged, never propagated. Unknown events and
+   * non-functions throw `INVALID_ARGUMENT`.
+   */
+  on<K extends keyof MPushEventMap>(event: K, listener: (payload: MPushEventMap[K]) => void): () => void;
+  /** Like `on`, but the listener is removed before its first call. */
+  once<K extends keyof MPushEventMap>(event: K, listener: (payload: MPushEventMap[K]) => void): () => void;
+  /** Removes a listener added with `on` or `once`. */
   off<K extends keyof MPushEventMap>(event: K, listener: (payload: MPushEventMap[K]) => void): void;
   /**
    * Connects and keeps the connection (reconnecting with backoff, fast connect, re-bind).
@@ -253,14 +279,21 @@ export class MPushClient {
   unbind(): Promise<void>;
   /** Pushes bytes or UTF-8 text to the server. */
   push(content: string | ArrayBuffer | ArrayBufferView, options?: PushOptions): Promise<void>;
-  /** Acknowledges a "biz" push by id (throws `NOT_CONNECTED` without a connection). */
+  /**
+   * Acknowledges a "biz" push by id (throws `NOT_CONNECTED` without a connection). With a
+   * shared connection any tab may ack; the ack is sent once, whichever tabs ask.
+   */
   ack(pushId: number): void;
   /**
    * An HTTP request the MPUSH server performs for you, answered with a real `Response`; a 408
    * one when no answer arrives in time (see `MPushFetchInit.timeout`).
    */
   fetch(input: string | URL, init?: MPushFetchInit): Promise<Response>;
-  /** Closes and stops reconnecting; the stored session is kept for the next `connect()`. */
+  /**
+   * Closes and stops reconnecting; the stored session is kept for the next `connect()`. With a
+   * shared connection only this tab leaves: the connection stays up for the other tabs (handed
+   * over to one of them if this tab held it).
+   */
   close(): void;
   /** Releases the client now (closes it) instead of at garbage collection. */
   free(): void;
@@ -271,4 +304,6 @@ export class MPushClient {
   readonly lastHeartbeatAt: number | undefined;
   readonly lastConnectWasFast: boolean;
   readonly deviceId: string;
+  /** This tab's part in connection sharing ("sharing" event on changes). */
+  readonly sharing: MPushSharing;
 }

@@ -11,6 +11,7 @@ import init, {
   type MPushClientOptions,
   type MPushError,
   type MPushErrorCode,
+  type MPushSharing,
   type MPushState,
 } from "mpush-client-wasm";
 
@@ -36,6 +37,18 @@ export async function main(): Promise<void> {
   new MPushClient({ url: "ws://x", publicKey: "k", storage: "disk" });
 
   client.on("state", (s: MPushState) => console.log(s));
+  // Tab sharing: the role, its event, and the opt-out.
+  const stopSharing: () => void = client.on("sharing", (r: MPushSharing) => console.log(r === "leader"));
+  stopSharing();
+  client.once("connect", (c) => console.log(c.fast));
+  const role: MPushSharing = client.sharing;
+  console.log(role);
+  new MPushClient({ url: "ws://127.0.0.1:8080/mpush", publicKey: "k", share: false });
+  // @ts-expect-error share is a boolean
+  new MPushClient({ url: "ws://x", publicKey: "k", share: "yes" });
+  // @ts-expect-error not a sharing role
+  const notARole: MPushSharing = "primary";
+  console.log(notARole);
   client.on("connect", ({ fast, heartbeat }) => console.log(fast ? "fast" : "full", heartbeat.toFixed()));
   client.on("push", (m: MPushMessage) => {
     const bytes: Uint8Array = m.content;
