@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The demo: installs what is missing, builds the browser package and the proxy, and starts
-# mpush-proxy in embedded mode (in-process mpush-gateway) serving the console on
+# The demo: installs what is missing, builds the browser package and the proxy (with the
+# cargo feature "demo"), and starts `mpush-proxy --demo` (in-process mpush-gateway) serving the console on
 # http://127.0.0.1:8080 (override with PORT=...). Ctrl-C stops it.
 #
 #   ./scripts/demo.sh --mpush   the same console against the real MPUSH 0.8.0 (ZooKeeper, Redis,
@@ -20,8 +20,8 @@ esac
 ./scripts/setup.sh
 ./scripts/build-wasm.sh
 ./scripts/vendor-www.sh
-echo "demo: building mpush-proxy (release)"
-cargo build --release --locked -q -p mpush-proxy
+echo "demo: building mpush-proxy (release, feature \"demo\")"
+cargo build --release --locked -q -p mpush-proxy --features demo
 PROXY=${CARGO_TARGET_DIR:-target}/release/mpush-proxy
 
 if [ "$MODE" = mpush ]; then
@@ -36,4 +36,4 @@ fi
 echo
 echo "demo: open http://127.0.0.1:$PORT/ in your browser (Ctrl-C to stop)"
 echo
-exec "$PROXY" --listen "127.0.0.1:$PORT" --www www --gateway-key-file .mpush-gateway-key.toml
+exec "$PROXY" --demo --listen "127.0.0.1:$PORT" --www www --gateway-key-file .mpush-gateway-key.toml

@@ -84,6 +84,17 @@ for crate in $WASM_CRATES; do
   fi
 done
 
+# The production proxy: clippy without the "demo" feature (the tests build it with the feature)
+# and no mpush-gateway among its dependencies.
+proxy_without_demo() {
+  cargo clippy -p mpush-proxy --lib --bins --locked -- -D warnings || return 1
+  if cargo tree -p mpush-proxy -e normal --locked | grep -q mpush-gateway; then
+    echo "mpush-proxy links mpush-gateway without the demo feature"
+    return 1
+  fi
+}
+step "proxy without the demo feature (clippy, no gateway linked)" proxy_without_demo
+
 # The sans-IO core must build for wasm32 on its own, with no OS randomness backend.
 step "protocol builds for wasm32 without getrandom" \
   cargo build -p mpush-protocol --target wasm32-unknown-unknown --lib --locked
@@ -146,7 +157,8 @@ for dir in $NODE_TEST_DIRS; do
 done
 if [ ${#node_tests[@]} -gt 0 ]; then
   # The node tests start the debug binaries (tests/e2e/stack.mjs: MPUSH_PROXY_BIN).
-  step "cargo build --workspace --bins" cargo build --workspace --bins --locked
+  # With the proxy's "demo" feature: tests/e2e runs `mpush-proxy --demo`.
+  step "cargo build --workspace --bins" cargo build --workspace --bins --locked --features mpush-proxy/demo
   export MPUSH_PROXY_BIN=${MPUSH_PROXY_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/mpush-proxy}
 fi
 if has_npm_script build && { [ ${#node_tests[@]} -gt 0 ] || has_npm_script check:types; }; then

@@ -366,12 +366,13 @@ export class MPushClient {
     const opts = { ...this._opts };
     if (this._wanted !== undefined) {
       // Bind what the previous leader had bound (maybe nobody), not this tab's userId option.
-      delete opts.userId;
-      delete opts.tags;
-      delete opts.alias;
+      for (const k of ["userId", "tags", "alias", "bindToken"]) delete opts[k];
       this._rebind = this._wanted;
+    } else if (opts.userId) {
+      // The option's bind, as bind() arguments (a token goes in the options form).
+      this._wanted = opts.bindToken ? [opts.userId, { tags: opts.tags, token: opts.bindToken }] : [opts.userId, opts.tags, opts.alias];
     } else {
-      this._wanted = opts.userId ? [opts.userId, opts.tags, opts.alias] : null;
+      this._wanted = null;
     }
     let core;
     try {
@@ -538,11 +539,11 @@ export class MPushClient {
 
   _page(e) {
     if (e.type === "pagehide") {
-      if (this._leader === this._id) this._post({ t: "bye" });
-      // Into the back/forward cache: leave, so another tab takes over; come back on pageshow.
-      if (e.persisted && this._attached) {
+      // Closing, navigating away or into the back/forward cache: hand the connection over now,
+      // so that no push is acked by a tab that is going away. Back from the cache: rejoin.
+      if (this._attached) {
         this._leave(null);
-        this._suspended = true;
+        this._suspended = e.persisted;
       }
     } else if (e.persisted && this._suspended) {
       this._attach();

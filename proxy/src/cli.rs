@@ -71,6 +71,16 @@ pub struct Cli {
     /// Allowed Origin (exact, or *); repeat, or comma-separate [default: same origin only].
     #[arg(long = "allowed-origin", env = "MPUSH_PROXY_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// The origin this proxy's pages are served from, e.g. https://push.example.com; its pages
+    /// may open WebSockets [default: none: with no --allowed-origin, loopback pages only].
+    #[arg(long, env = "MPUSH_PROXY_PUBLIC_ORIGIN", value_name = "ORIGIN")]
+    pub public_origin: Option<String>,
+    /// Serve /metrics and /readyz on this separate address (plain HTTP), not on --listen.
+    #[arg(long, env = "MPUSH_PROXY_OPS_LISTEN", value_name = "ADDR")]
+    pub ops_listen: Option<SocketAddr>,
+    /// Concurrent connections on --ops-listen [default: 64].
+    #[arg(long, env = "MPUSH_PROXY_OPS_MAX_CONNECTIONS")]
+    pub ops_max_connections: Option<usize>,
     /// Maximum concurrent WebSocket sessions [default: 10000].
     #[arg(long, env = "MPUSH_PROXY_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -125,10 +135,16 @@ pub struct Cli {
     /// Log filter in RUST_LOG syntax, e.g. "info" or "mpush_proxy=debug" [default: info].
     #[arg(long, env = "MPUSH_PROXY_LOG_LEVEL")]
     pub log_level: Option<String>,
-    /// Embedded mode (no upstream): the gateway's TOML config (mpush-gateway format).
+    /// Demo mode: run an mpush-gateway in-process on loopback as the only upstream and serve
+    /// /demo-config.json and /api/* for the demo console. Needs a binary built with the cargo
+    /// feature "demo". A flag only (no variable, no file key), so nothing but an explicit
+    /// command line turns it on.
+    #[arg(long, conflicts_with_all = ["upstreams", "zk"])]
+    pub demo: bool,
+    /// Demo mode: the gateway's TOML config (mpush-gateway format).
     #[arg(long, env = "MPUSH_PROXY_GATEWAY_CONFIG", value_name = "FILE")]
     pub gateway_config: Option<PathBuf>,
-    /// Embedded mode: where the gateway keeps its dev key pair, generated on first start
+    /// Demo mode: where the gateway keeps its dev key pair, generated on first start
     /// [default: .mpush-gateway-key.toml].
     #[arg(long, env = "MPUSH_PROXY_GATEWAY_KEY_FILE", value_name = "FILE")]
     pub gateway_key_file: Option<PathBuf>,
@@ -144,8 +160,9 @@ WebSocket close codes sent by the proxy:
 HTTP answers before the upgrade: 403 origin not allowed, 429 per-IP limit, 503 total limit or draining,
 431 request head over max-header-bytes. Over the open-connection caps, connections are closed at accept.
 Endpoints: /healthz, /readyz, /metrics (Prometheus), the WebSocket path, static files with --www.
-Embedded mode (no --upstream): an in-process mpush-gateway on loopback; the proxy also serves
-/demo-config.json and forwards /api/* to the gateway's push API for loopback clients.";
+Demo mode (--demo, binaries built with the \"demo\" feature): an in-process mpush-gateway on loopback;
+the proxy also serves /demo-config.json and forwards /api/* to the gateway's push API (loopback
+clients, the console's own origin and Host, JSON bodies only).";
 
 impl Cli {
     /// Reads the config file (if any), applies flags and environment variables, validates.
@@ -187,6 +204,13 @@ impl Cli {
             c.allowed_origins =
                 self.allowed_origins.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
         }
+        if self.public_origin.is_some() {
+            c.public_origin.clone_from(&self.public_origin);
+        }
+        if self.ops_listen.is_some() {
+            c.ops_listen = self.ops_listen;
+        }
+        set(&mut c.ops_max_connections, &self.ops_max_connections);
         set(&mut c.max_connections, &self.max_connections);
         set(&mut c.max_connections_per_ip, &self.max_connections_per_ip);
         if self.max_open_connections.is_some() {
@@ -216,6 +240,21 @@ impl Cli {
         set(&mut c.log_format, &self.log_format);
         set(&mut c.log_level, &self.log_level);
         c.validate()?;
+        // An empty list used to start the demo gateway silently; now that takes --demo, and a
+        // server config without upstreams is a mistake worth stopping for.
+        if self.demo && c.has_upstream_source() {
+            return Err(ConfigError::Invalid(
+                "--demo runs its own gateway as the upstream: remove the configured upstreams".into(),
+            ));
+        }
+        if !self.demo && !c.has_upstream_source() {
+            return Err(ConfigError::Invalid(
+                "no upstream configured: give the MPUSH servers with --upstream HOST:PORT \
+                 (MPUSH_PROXY_UPSTREAMS, `upstreams` in the config file) or their ZooKeeper with --zk HOST:PORT, \
+                 or run the demo with --demo"
+                    .into(),
+            ));
+        }
         Ok(c)
     }
 }
@@ -253,6 +292,39 @@ mod tests {
         assert_eq!(c.max_connections, 5);
         assert_eq!(c.idle_timeout, Duration::from_secs(90));
         assert_eq!(c.http_proxy, HttpProxyMode::Deny);
+    }
+
+    #[test]
+    fn no_upstream_needs_demo() {
+        let err = Cli::try_parse_from(["mpush-proxy"]).unwrap().load().unwrap_err().to_string();
+        assert!(err.contains("no upstream configured") && err.contains("--demo"), "{err}");
+        let demo = Cli::try_parse_from(["mpush-proxy", "--demo"]).unwrap().load().unwrap();
+        assert!(demo.upstreams.is_empty());
+        assert!(Cli::try_parse_from(["mpush-proxy", "--demo", "--upstream", "a:1"]).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "upstreams = [\"a:1\"]\n").unwrap();
+        let cli = Cli::try_parse_from(["mpush-proxy", "--demo", "--config", path.to_str().unwrap()]).unwrap();
+        assert!(cli.load().unwrap_err().to_string().contains("remove the configured upstreams"));
+    }
+
+    #[test]
+    fn public_origin_and_ops_listener_from_flags() {
+        let cli = Cli::try_parse_from([
+            "mpush-proxy",
+            "--upstream",
+            "a:1",
+            "--public-origin",
+            "https://push.example.com",
+            "--ops-listen",
+            "127.0.0.1:9090",
+        ])
+        .unwrap();
+        let c = cli.load().unwrap();
+        assert_eq!(c.public_origin.as_deref(), Some("https://push.example.com"));
+        assert_eq!(c.ops_listen, Some("127.0.0.1:9090".parse().unwrap()));
+        let bad = Cli::try_parse_from(["mpush-proxy", "--upstream", "a:1", "--public-origin", "push.example.com"]);
+        assert!(bad.unwrap().load().is_err());
     }
 
     #[test]

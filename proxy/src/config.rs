@@ -57,7 +57,7 @@ pub struct Config {
     /// Fixed list of MPUSH connection servers as `host:port`. The proxy connects only to
     /// these (never an open relay). May be empty in the library: every session then closes
     /// with "upstream unavailable" and `/readyz` answers 503.
-    // Empty in the binary means embedded mode: `main.rs` starts an in-process mpush-gateway
+    // Empty in the binary only with --demo: `main.rs` then starts an in-process mpush-gateway
     // and puts its loopback address here.
     pub upstreams: Vec<String>,
     /// ZooKeeper servers (`host:port`) of an MPUSH cluster. The connection servers MPUSH
@@ -93,10 +93,20 @@ pub struct Config {
     pub downstream_max_body: usize,
     /// Handling of HTTP-proxy packets (cmd 12).
     pub http_proxy: HttpProxyMode,
-    /// Allowed `Origin` values, exact (`https://app.example.com`), or `*` for any. Empty:
-    /// only same-origin requests (Origin matches the Host header). Requests without an
-    /// Origin header (non-browser clients) are always allowed.
+    /// Allowed `Origin` values, exact (`https://app.example.com`), or `*` for any, in addition
+    /// to `public_origin`. With neither set, only loopback origins (`http://127.0.0.1:*`,
+    /// `http://localhost:*`, `[::1]`) are allowed. Requests without an Origin header
+    /// (non-browser clients) are always allowed.
     pub allowed_origins: Vec<String>,
+    /// The origin browsers load this proxy's pages from, `https://push.example.com` (scheme,
+    /// host, port if not the default): pages of this origin may open WebSockets. The request's
+    /// own `Host` header is never trusted for this (it is the attacker's to set; DNS rebinding).
+    pub public_origin: Option<String>,
+    /// A second, plain-HTTP listener for `/metrics` and `/readyz` (e.g. `127.0.0.1:9090`);
+    /// when set, the public listener no longer answers those two paths.
+    pub ops_listen: Option<SocketAddr>,
+    /// Concurrent connections on `ops_listen`; more are closed at accept.
+    pub ops_max_connections: usize,
     /// Maximum concurrent WebSocket sessions (HTTP 503 beyond it).
     pub max_connections: usize,
     /// Maximum concurrent WebSocket sessions per client IP (IPv6: per /64) (HTTP 429 beyond).
@@ -143,7 +153,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter, in `RUST_LOG` syntax (used by the binary).
     pub log_level: String,
-    /// Set by the binary in embedded mode: serves `/demo-config.json` and `/api/*`.
+    /// Set by the binary in demo mode: serves `/demo-config.json` and `/api/*`.
+    #[cfg(feature = "demo")]
     #[serde(skip)]
     pub embedded: Option<std::sync::Arc<crate::embedded::Embedded>>,
 }
@@ -167,6 +178,9 @@ impl Default for Config {
             downstream_max_body: DEFAULT_DOWNSTREAM_MAX_BODY,
             http_proxy: HttpProxyMode::Forward,
             allowed_origins: Vec::new(),
+            public_origin: None,
+            ops_listen: None,
+            ops_max_connections: 64,
             max_connections: 10_000,
             max_connections_per_ip: 100,
             max_open_connections: None,
@@ -185,6 +199,7 @@ impl Default for Config {
             www: None,
             log_format: LogFormat::Text,
             log_level: "info".into(),
+            #[cfg(feature = "demo")]
             embedded: None,
         }
     }
@@ -232,6 +247,17 @@ impl Config {
                 Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => {}
                 _ => return bad(format!("upstream {u:?} is not host:port")),
             }
+        }
+        if let Some(o) = &self.public_origin {
+            if crate::origin::Origin::parse(o).is_none() {
+                return bad(format!("public_origin {o:?} is not an origin like \"https://push.example.com\""));
+            }
+        }
+        if self.ops_listen.is_some_and(|ops| ops == self.listen && ops.port() != 0) {
+            return bad("ops_listen must differ from listen".into());
+        }
+        if self.ops_max_connections == 0 {
+            return bad("ops_max_connections must be at least 1".into());
         }
         for z in &self.zk {
             match z.rsplit_once(':') {
@@ -405,6 +431,18 @@ mod tests {
         c.tls_cert = None;
         c.ws_path = "mpush".into();
         assert!(c.validate().is_err());
+        c.ws_path = "/mpush".into();
+        c.public_origin = Some("https://push.example.com".into());
+        assert!(c.validate().is_ok());
+        c.public_origin = Some("push.example.com".into());
+        assert!(c.validate().is_err(), "an origin needs its scheme");
+        c.public_origin = Some("https://push.example.com/app".into());
+        assert!(c.validate().is_err(), "an origin has no path");
+        c.public_origin = None;
+        c.ops_listen = Some(c.listen);
+        assert!(c.validate().is_err());
+        c.ops_listen = Some("127.0.0.1:9090".parse().unwrap());
+        assert!(c.validate().is_ok());
     }
 
     #[test]

@@ -1,8 +1,13 @@
-//! Embedded mode: with no upstream configured, the binary runs an `mpush-gateway` in-process
+//! Demo mode (`--demo`, cargo feature `demo`): the binary runs an `mpush-gateway` in-process
 //! on loopback and bridges to it. The proxy then also serves what the demo console needs:
-//! `/demo-config.json` (public key, paths), `/api/*` forwarded to the gateway's push API (for
-//! loopback peers only: the push API must never face the internet unauthenticated), and a
+//! `/demo-config.json` (public key, paths), `/api/*` forwarded to the gateway's push API, and a
 //! small echo service on its own loopback port as the target of the HTTP tunnel.
+//!
+//! The push API has no authentication here, so `/api/*` answers only requests that can come
+//! from the console itself or from a tool on this machine: a loopback peer, a `Host` naming
+//! one of the console's origins (a DNS-rebinding page sends its own host name), no
+//! `Origin` or one of those origins and no cross-site `Sec-Fetch-Site` (another site's page
+//! cannot post), and a JSON body (an HTML form cannot send `application/json`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,10 +16,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::warn;
+
+use crate::origin::Origin;
 
 type Body = Full<Bytes>;
 
@@ -30,6 +37,9 @@ pub struct Embedded {
     pub public_key: String,
     /// URL of the demo echo service reachable through the HTTP tunnel.
     pub echo_url: String,
+    /// The origins the console is served from (`http://127.0.0.1:8080`, `http://localhost:8080`,
+    /// ...): `/api/*` requires a `Host` naming one of them and refuses any other `Origin`.
+    pub page_origins: Vec<String>,
 }
 
 /// Whether `path` is served by [`route`] in embedded mode.
@@ -63,6 +73,10 @@ pub(crate) async fn route(e: &Embedded, ws_path: &str, req: Request<Incoming>, p
     if !peer.ip().is_loopback() {
         return error(StatusCode::FORBIDDEN, "the push API is only forwarded for loopback clients");
     }
+    if let Err((status, why)) = api_allowed(&e.page_origins, &req) {
+        warn!(%peer, why, "push API request refused");
+        return error(status, why);
+    }
     match forward(e.api_addr, req).await {
         Ok(r) => r,
         Err(msg) => {
@@ -70,6 +84,40 @@ pub(crate) async fn route(e: &Embedded, ws_path: &str, req: Request<Incoming>, p
             error(StatusCode::BAD_GATEWAY, &msg)
         }
     }
+}
+
+/// The checks of `/api/*` beyond the loopback peer (see the module documentation).
+fn api_allowed(page_origins: &[String], req: &Request<Incoming>) -> Result<(), (StatusCode, &'static str)> {
+    let origins: Vec<Origin> = page_origins.iter().filter_map(|o| Origin::parse(o)).collect();
+    let h = req.headers();
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !origins.iter().any(|o| o.matches_host(host)) {
+        return Err((StatusCode::FORBIDDEN, "unexpected Host: open the console by the address the proxy printed"));
+    }
+    if let Some(origin) = h.get(header::ORIGIN) {
+        let ok = origin.to_str().ok().and_then(Origin::parse).is_some_and(|o| origins.contains(&o));
+        if !ok {
+            return Err((StatusCode::FORBIDDEN, "cross-origin requests to the push API are refused"));
+        }
+    }
+    // Browsers send it on every request, also where they send no Origin (a no-cors GET from
+    // an <img> or <script> of another site).
+    if let Some(site) = h.get("sec-fetch-site") {
+        if site != "same-origin" && site != "none" {
+            return Err((StatusCode::FORBIDDEN, "cross-site requests to the push API are refused"));
+        }
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let json = h
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, "the push API takes application/json bodies only"));
+        }
+    }
+    Ok(())
 }
 
 /// Forwards `/api/<rest>` to the gateway's `/<rest>`.

@@ -24,9 +24,11 @@ pub mod cli;
 pub mod close;
 pub mod config;
 mod discovery;
+#[cfg(feature = "demo")]
 pub mod embedded;
 mod limits;
 mod metrics;
+mod origin;
 mod server;
 mod static_files;
 mod tls;
@@ -36,6 +38,7 @@ mod ws;
 pub use cli::Cli;
 pub use close::CloseReason;
 pub use config::{Config, ConfigError, HttpProxyMode, LogFormat};
+#[cfg(feature = "demo")]
 pub use embedded::Embedded;
 pub use server::{serve, Proxy, SUBPROTOCOL};
 

@@ -30,6 +30,7 @@ use crate::close::CloseReason;
 use crate::config::Config;
 use crate::limits::{Counted, LimitError, Limiter, Permit};
 use crate::metrics::{Metrics, Rejection};
+use crate::origin::{self, Origin};
 use crate::upstream::Upstreams;
 use crate::{static_files, tls, ProxyError};
 
@@ -59,6 +60,17 @@ struct Shared {
     draining: CancellationToken,
     /// Close open WebSocket sessions with 1001.
     closing: CancellationToken,
+    /// `config.public_origin`, parsed (validated before).
+    public_origin: Option<Origin>,
+}
+
+/// Which listener a connection came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Listener {
+    /// `listen`: WebSocket, static files, health (and metrics/readiness without `ops_listen`).
+    Public,
+    /// `ops_listen`: health, readiness and metrics only.
+    Ops,
 }
 
 /// A bound proxy, ready to [`run`](Proxy::run). Binding first lets a caller (or a test that
@@ -66,13 +78,18 @@ struct Shared {
 pub struct Proxy {
     listener: TcpListener,
     local_addr: SocketAddr,
+    ops: Option<(TcpListener, SocketAddr)>,
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy").field("local_addr", &self.local_addr).field("tls", &self.tls.is_some()).finish()
+        f.debug_struct("Proxy")
+            .field("local_addr", &self.local_addr)
+            .field("ops_addr", &self.ops_addr())
+            .field("tls", &self.tls.is_some())
+            .finish()
     }
 }
 
@@ -84,7 +101,8 @@ impl Proxy {
         Proxy::from_listener(config, listener)
     }
 
-    /// Like [`Proxy::bind`] with an already bound listener (`config.listen` is ignored).
+    /// Like [`Proxy::bind`] with an already bound listener (`config.listen` is ignored;
+    /// `config.ops_listen`, when set, is bound here). Call it inside a Tokio runtime.
     pub fn from_listener(config: Config, listener: TcpListener) -> Result<Proxy, ProxyError> {
         config.validate()?;
         let tls = match (&config.tls_cert, &config.tls_key) {
@@ -92,6 +110,24 @@ impl Proxy {
             _ => None,
         };
         let local_addr = listener.local_addr()?;
+        let ops = match config.ops_listen {
+            Some(addr) => {
+                let std = std::net::TcpListener::bind(addr)?;
+                std.set_nonblocking(true)?;
+                let ops = TcpListener::from_std(std)?;
+                let addr = ops.local_addr()?;
+                Some((ops, addr))
+            }
+            None => None,
+        };
+        let public_origin = config.public_origin.as_deref().and_then(Origin::parse);
+        if public_origin.is_none() && config.allowed_origins.is_empty() && !local_addr.ip().is_loopback() {
+            warn!(
+                %local_addr,
+                "neither public_origin nor allowed_origins is set: only pages on loopback origins may open \
+                 WebSockets; set public_origin to the origin browsers load your pages from"
+            );
+        }
         let registry = !config.zk.is_empty();
         let metrics = Arc::new(Metrics::new(registry));
         let upstreams =
@@ -115,8 +151,9 @@ impl Proxy {
             started: Instant::now(),
             draining: CancellationToken::new(),
             closing: CancellationToken::new(),
+            public_origin,
         });
-        Ok(Proxy { listener, local_addr, tls, shared })
+        Ok(Proxy { listener, local_addr, ops, tls, shared })
     }
 
     /// The bound address.
@@ -124,17 +161,26 @@ impl Proxy {
         self.local_addr
     }
 
+    /// The bound address of the ops listener (`/metrics`, `/readyz`), if `ops_listen` is set.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().map(|(_, addr)| *addr)
+    }
+
     /// Serves until `shutdown` resolves, then drains: stops accepting (new connections are
     /// refused), lets open sessions run for `drain_timeout`, closes the remaining WebSockets
     /// with 1001 "going away", waits briefly for their close handshakes and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
-        let Proxy { listener, local_addr, tls, shared } = self;
-        info!(%local_addr, tls = tls.is_some(), upstreams = ?shared.config.upstreams, "mpush-proxy listening");
+        let Proxy { listener, local_addr, ops, tls, shared } = self;
+        let ops_addr = ops.as_ref().map(|(_, a)| *a);
+        info!(%local_addr, ?ops_addr, tls = tls.is_some(), upstreams = ?shared.config.upstreams, "mpush-proxy listening");
         let tracker = TaskTracker::new();
         // The registry watch lives as long as the proxy serves (also while draining).
         let discovery = crate::discovery::Settings::from_config(&shared.config).map(|settings| {
             tokio::spawn(crate::discovery::run(settings, Arc::clone(&shared.upstreams), Arc::clone(&shared.metrics)))
         });
+        if let Some((ops, _)) = ops {
+            tracker.spawn(serve_ops(Arc::clone(&shared), ops, tracker.clone()));
+        }
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -217,12 +263,41 @@ async fn handle_connection(
     _permit: Permit,
 ) {
     match tls {
-        None => serve_http(shared, stream, peer).await,
+        None => serve_http(shared, stream, peer, Listener::Public).await,
         Some(acceptor) => match timeout(shared.config.handshake_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => serve_http(shared, stream, peer).await,
+            Ok(Ok(stream)) => serve_http(shared, stream, peer, Listener::Public).await,
             Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => debug!(%peer, "TLS handshake timed out"),
         },
+    }
+}
+
+/// The ops listener: plain HTTP, its own connection cap (a flood on the public listener does
+/// not take metrics and readiness down with it), stops accepting when draining starts.
+async fn serve_ops(shared: Arc<Shared>, listener: TcpListener, tracker: TaskTracker) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(shared.config.ops_max_connections));
+    loop {
+        let accepted = tokio::select! {
+            () = shared.draining.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    debug!(%peer, "ops connection refused at accept: ops_max_connections reached");
+                    continue;
+                };
+                let shared = Arc::clone(&shared);
+                tracker.spawn(async move {
+                    serve_http(shared, stream, peer, Listener::Ops).await;
+                    drop(slot);
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "ops accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 
@@ -243,7 +318,7 @@ struct Activity {
 
 /// HTTP/1.1 on one connection; if a request was upgraded, the WebSocket session then runs
 /// in this same task (one task per connection).
-async fn serve_http<I>(shared: Arc<Shared>, io: I, peer: SocketAddr)
+async fn serve_http<I>(shared: Arc<Shared>, io: I, peer: SocketAddr, side: Listener)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -256,7 +331,10 @@ where
             async move {
                 let served = activity.requests.fetch_add(1, Relaxed) + 1;
                 activity.notify.notify_one();
-                let mut r = route(&shared, req, peer, &slot).await;
+                let mut r = match side {
+                    Listener::Public => route(&shared, req, peer, &slot).await,
+                    Listener::Ops => ops_route(&shared, &req).await.unwrap_or_else(|| not_found(&req)),
+                };
                 if served >= shared.config.http_max_requests && r.status() != StatusCode::SWITCHING_PROTOCOLS {
                     // hyper closes the connection after a response that says so.
                     r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -364,21 +442,28 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     r
 }
 
-async fn route(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, slot: &Slot) -> Response<Body> {
-    if req.uri().path() == shared.config.ws_path {
-        return upgrade(shared, req, peer, slot);
-    }
-    if let Some(e) = &shared.config.embedded {
-        if crate::embedded::handles(req.uri().path()) {
-            return crate::embedded::route(e, &shared.config.ws_path, req, peer).await;
-        }
-    }
+fn method_not_allowed() -> Response<Body> {
+    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    r
+}
+
+/// 404, or 405 for a method other than GET/HEAD.
+fn not_found(req: &Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return r;
+        return method_not_allowed();
     }
-    match req.uri().path() {
+    text(StatusCode::NOT_FOUND, "not found\n")
+}
+
+/// Health, readiness and metrics: on the ops listener if there is one, else on the public one
+/// (`/healthz` on both: it tells nothing and load balancers probe the public port). `None`
+/// when `req` is not one of them here.
+async fn ops_route(shared: &Shared, req: &Request<Incoming>) -> Option<Response<Body>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return None;
+    }
+    Some(match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => readyz(shared).await,
         "/metrics" => {
@@ -387,21 +472,43 @@ async fn route(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, slot: 
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
             r
         }
-        path => match &shared.config.www {
-            None => text(StatusCode::NOT_FOUND, "not found\n"),
-            Some(root) => match static_files::load(root, path).await {
-                Ok(Some((bytes, content_type))) => {
-                    let mut r = Response::new(Full::new(Bytes::from(bytes)));
-                    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-                    r.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-                    r
-                }
-                Ok(None) => text(StatusCode::NOT_FOUND, "not found\n"),
-                Err(e) => {
-                    warn!(path, error = %e, "static file read failed");
-                    text(StatusCode::INTERNAL_SERVER_ERROR, "read error\n")
-                }
-            },
+        _ => return None,
+    })
+}
+
+async fn route(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, slot: &Slot) -> Response<Body> {
+    if req.uri().path() == shared.config.ws_path {
+        return upgrade(shared, req, peer, slot);
+    }
+    #[cfg(feature = "demo")]
+    if let Some(e) = &shared.config.embedded {
+        if crate::embedded::handles(req.uri().path()) {
+            return crate::embedded::route(e, &shared.config.ws_path, req, peer).await;
+        }
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return method_not_allowed();
+    }
+    let path = req.uri().path();
+    if path == "/healthz" || shared.config.ops_listen.is_none() {
+        if let Some(r) = ops_route(shared, &req).await {
+            return r;
+        }
+    }
+    match &shared.config.www {
+        None => text(StatusCode::NOT_FOUND, "not found\n"),
+        Some(root) => match static_files::load(root, path).await {
+            Ok(Some((bytes, content_type))) => {
+                let mut r = Response::new(Full::new(Bytes::from(bytes)));
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                r.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+                r
+            }
+            Ok(None) => text(StatusCode::NOT_FOUND, "not found\n"),
+            Err(e) => {
+                warn!(path, error = %e, "static file read failed");
+                text(StatusCode::INTERNAL_SERVER_ERROR, "read error\n")
+            }
         },
     }
 }
@@ -414,16 +521,6 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-/// The origin check: exact match against the list (or `*`); with an empty list, same origin
-/// only (the Origin's host:port equals the Host header, any scheme, as TLS may end in front).
-pub(crate) fn origin_allowed(allowed: &[String], origin: &str, host: Option<&str>) -> bool {
-    if allowed.is_empty() {
-        let bare = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
-        return matches!((bare, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h));
-    }
-    allowed.iter().any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
 }
 
 fn upgrade(shared: &Shared, mut req: Request<Incoming>, peer: SocketAddr, slot: &Slot) -> Response<Body> {
@@ -453,8 +550,9 @@ fn upgrade(shared: &Shared, mut req: Request<Incoming>, peer: SocketAddr, slot: 
         return reject(Rejection::BadHandshake, StatusCode::BAD_REQUEST, "Sec-WebSocket-Key missing\n");
     };
     if let Some(origin) = h.get(header::ORIGIN) {
-        let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
-        let ok = origin.to_str().is_ok_and(|o| origin_allowed(&shared.config.allowed_origins, o, host));
+        // Never against the Host header (see crate::origin).
+        let allowed = &shared.config.allowed_origins;
+        let ok = origin.to_str().is_ok_and(|o| origin::allowed(allowed, shared.public_origin.as_ref(), o));
         if !ok {
             return reject(Rejection::Origin, StatusCode::FORBIDDEN, "origin not allowed\n");
         }
@@ -488,23 +586,4 @@ fn upgrade(shared: &Shared, mut req: Request<Incoming>, peer: SocketAddr, slot: 
         hs.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
     }
     r
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn origins() {
-        let none: Vec<String> = Vec::new();
-        assert!(origin_allowed(&none, "http://127.0.0.1:8080", Some("127.0.0.1:8080")));
-        assert!(origin_allowed(&none, "https://push.example.com", Some("push.example.com")));
-        assert!(!origin_allowed(&none, "https://evil.example", Some("push.example.com")));
-        assert!(!origin_allowed(&none, "null", None));
-        let list = vec!["https://app.example.com/".to_owned()];
-        assert!(origin_allowed(&list, "https://app.example.com", None));
-        assert!(!origin_allowed(&list, "https://app.example.com.evil", None));
-        assert!(!origin_allowed(&list, "http://app.example.com", None));
-        assert!(origin_allowed(&["*".to_owned()], "https://anything", None));
-    }
 }

@@ -1,5 +1,5 @@
-// Starts the demo stack for the browser tests: mpush-proxy in embedded mode (in-process
-// mpush-gateway on loopback) serving www/, on 127.0.0.1 only.
+// Starts the demo stack for the browser tests: `mpush-proxy --demo` (in-process mpush-gateway
+// on loopback; the binary needs the cargo feature "demo") serving www/, on 127.0.0.1 only.
 import { spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import net from "node:net";
@@ -36,7 +36,7 @@ async function waitHttp(url, ms = 30000) {
   throw new Error(`${url} did not come up: ${last}`);
 }
 
-/** The proxy binary: MPUSH_PROXY_BIN, else the debug build `cargo test` made. */
+/** The proxy binary: MPUSH_PROXY_BIN, else the debug build `cargo test` made (with the "demo" feature). */
 export function proxyBin() {
   return process.env.MPUSH_PROXY_BIN || path.join(ROOT, "target/debug/mpush-proxy");
 }
@@ -57,6 +57,7 @@ export class Stack {
   async start() {
     if (!this.port) this.port = await freePort();
     const args = [
+      "--demo",
       "--listen", `127.0.0.1:${this.port}`,
       "--www", path.join(ROOT, "www"),
       // The key file survives restarts, so a restarted stack keeps the public key the page has.
@@ -69,7 +70,9 @@ export class Stack {
     this.proc.stderr.on("data", keep);
     this.exited = new Promise((resolve) => this.proc.on("exit", resolve));
     try {
-      await waitHttp(`${this.base}/readyz`);
+      // A binary built without the "demo" feature exits at once and says so.
+      const exited = this.exited.then((code) => { throw new Error(`mpush-proxy exited with ${code}`); });
+      await Promise.race([waitHttp(`${this.base}/readyz`), exited]);
     } catch (e) {
       throw new Error(`${e.message}\nproxy output:\n${this.output}`);
     }

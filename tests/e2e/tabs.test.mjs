@@ -27,7 +27,7 @@ const SCRIPT = `
     for (const ev of ["state", "connect", "push", "kick", "bind", "unbind", "error", "disconnect", "sharing"]) {
       client.on(ev, (p) => {
         if (ev === "push") window.pushes.push(p);
-        window.log.push({ ev, p: plain(p) });
+        window.log.push({ ev, p: plain(p), at: Date.now() });
       });
     }
     return client;
@@ -169,7 +169,7 @@ test("any tab can push, fetch, bind and ack; errors keep their name and code", a
   await context.close();
 });
 
-test("closing the leader's tab hands the connection over with a fast connect; no acked push is lost", async () => {
+test("closing the leader's tab hands the connection over with a fast connect; no acked push is lost", async (t) => {
   const user = `tabs-${process.pid}-c`;
   const context = await browser.newContext();
   const pages = await openClients(context, 3, { userId: user });
@@ -178,32 +178,41 @@ test("closing the leader's tab hands the connection over with a fast connect; no
   const rest = pages.filter((p) => p !== leader);
   await leader.waitForFunction(() => window.events("bind").length > 0, null, { timeout: 5000 });
 
-  // An app server pushing all along: each push is retried until the server reports it
-  // delivered (acked), as an app does with MPUSH's "offline" result.
+  // An app server pushing all along, a new push every 15 ms without waiting for the previous
+  // ones; each is retried until the server reports it delivered (acked), as an app does with
+  // MPUSH's "offline" result.
   let pushing = true;
+  let retries = 0;
   const delivered = [];
-  const pusher = (async () => {
-    for (let i = 0; pushing || i < 3; i++) {
-      const content = `handover ${i}`;
-      for (let tries = 0; ; tries++) {
-        const res = await stack.push({ userId: user, content, ack: "auto", timeoutMs: 2000 });
-        if (res.results[0].result === "success") break;
-        assert.ok(tries < 100, `push ${i} never delivered: ${JSON.stringify(res.results)}`);
-        await new Promise((t) => setTimeout(t, 50));
-      }
-      delivered.push(content);
-      await new Promise((t) => setTimeout(t, 20));
+  const deliver = async (content) => {
+    for (let tries = 0; ; tries++) {
+      const res = await stack.push({ userId: user, content, ack: "auto", timeoutMs: 2000 });
+      if (res.results[0].result === "success") return delivered.push(content);
+      assert.ok(tries < 100, `${content} never delivered: ${JSON.stringify(res.results)}`);
+      retries++;
+      await new Promise((t) => setTimeout(t, 50));
     }
+  };
+  const pusher = (async () => {
+    const all = [];
+    for (let i = 0; pushing || i < 3; i++) {
+      all.push(deliver(`handover ${i}`));
+      await new Promise((t) => setTimeout(t, 15));
+    }
+    await Promise.all(all);
   })();
   await new Promise((t) => setTimeout(t, 300));
-  await leader.close({ runBeforeUnload: false });
+  const closedAt = Date.now();
+  await leader.close();
 
   // One remaining tab takes over, the other follows it; both see the fast connect.
   for (const p of rest) {
     await p.waitForFunction(() => window.events("connect").length >= 2 && window.client.state === "ready", null, { timeout: 10000 });
   }
+  const readyAt = Math.max(...(await Promise.all(rest.map((p) => p.evaluate(() => window.log.findLast((e) => e.ev === "connect").at)))));
   pushing = false;
   await pusher;
+  t.diagnostic(`handover: ready again ${readyAt - closedAt} ms after the leader's tab closed; ${delivered.length} pushes, ${retries} retried`);
   assert.deepEqual([...(await roles(rest))].sort(), ["follower", "leader"]);
   for (const p of rest) {
     const connects = await p.evaluate(() => window.events("connect"));

@@ -22,9 +22,11 @@ export PATH="$HOME/.cargo/bin:$ROOT/node_modules/.bin:$PATH"
 
 # Java side: MPUSH's jars and our drivers (skipped when up to date).
 tests/real-mpush/build.sh
-# Rust side: the gateway and the proxy (a no-op when cargo test/build already made them).
+# Rust side: the gateway and the proxy (a no-op when cargo test/build already made them). The
+# suite runs the proxy with --upstream only; the "demo" feature keeps the debug binary the one
+# tests/e2e and scripts/test.sh build, instead of rebuilding it without.
 if [ -z "${MPUSH_PROXY_BIN:-}" ] || [ -z "${MPUSH_GATEWAY_BIN:-}" ]; then
-  cargo build -q -p mpush-gateway -p mpush-proxy --bins --locked
+  cargo build -q -p mpush-gateway -p mpush-proxy --bins --locked --features mpush-proxy/demo
 fi
 # The browser package as a user gets it: the packed tarball in www/vendor.
 if [ ! -f www/vendor/mpush-client-wasm/pkg/index.js ] || [ "${REBUILD_PACKAGE:-0}" = 1 ]; then

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the client-wasm browser tests LIVE: starts mpush-proxy in embedded mode (in-process
+# Runs the client-wasm browser tests LIVE: starts `mpush-proxy --demo` (in-process
 # mpush-gateway), a CORS shim for its push API and a scripted fake MPUSH server
 # (fake-mpush.mjs) on 127.0.0.1, bakes their addresses into the test build (MPUSH_TEST_* are
 # read with option_env!), and runs wasm-pack test in Chromium.
@@ -11,7 +11,8 @@ ROOT=$PWD
 export PATH="$HOME/.cargo/bin:$ROOT/node_modules/.bin:$PATH"
 export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
 PROXY=${MPUSH_PROXY_BIN:-$ROOT/target/debug/mpush-proxy}
-[ -x "$PROXY" ] || cargo build -p mpush-proxy
+# Demo mode needs the "demo" feature (a no-op when `cargo test` already built it so).
+[ -n "${MPUSH_PROXY_BIN:-}" ] || cargo build -q -p mpush-proxy --features demo
 
 TMP=$(mktemp -d)
 PIDS=()
@@ -22,7 +23,7 @@ cleanup() {
 trap cleanup EXIT
 
 PORT=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-"$PROXY" --listen "127.0.0.1:$PORT" --allowed-origin '*' --gateway-key-file "$TMP/key.toml" >"$TMP/proxy.log" 2>&1 &
+"$PROXY" --demo --listen "127.0.0.1:$PORT" --allowed-origin '*' --gateway-key-file "$TMP/key.toml" >"$TMP/proxy.log" 2>&1 &
 PIDS+=($!)
 BASE="http://127.0.0.1:$PORT"
 for _ in $(seq 100); do curl -sf "$BASE/demo-config.json" -o "$TMP/config.json" && break; sleep 0.1; done
