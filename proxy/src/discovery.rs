@@ -127,16 +127,29 @@ async fn session(
             Err(e) => return e.into(),
         };
         if let Some(w) = watcher {
-            let event = w.changed().await;
-            if event.event_type != zk::EventType::Session {
-                continue; // a node change: list again
-            }
-            if event.session_state.is_terminated() {
-                return SessionEnd::State(event.session_state);
+            // The one-shot watch fires on a node change or the end of the session; the state
+            // stream tells about a lost connection at once (the watch stays armed meanwhile).
+            let changed = w.changed();
+            tokio::pin!(changed);
+            loop {
+                tokio::select! {
+                    event = &mut changed => {
+                        if event.session_state.is_terminated() {
+                            return SessionEnd::State(event.session_state);
+                        }
+                        break;
+                    }
+                    st = state.changed() => match st {
+                        zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {}
+                        st if st.is_terminated() => return SessionEnd::State(st),
+                        _ => break,
+                    },
+                }
             }
         }
-        // Disconnected (or a request lost with the connection): the client reconnects within
-        // the session by itself; until then the last known set serves.
+        // A node change lists again at once; a lost connection (or a request lost with it)
+        // waits for the client to reconnect within the session; until then the last known
+        // set serves.
         if let Err(end) = wait_connected(&mut state, s, upstreams, metrics).await {
             return end;
         }

@@ -51,6 +51,28 @@ fn production_config_loads_through_the_cli_with_its_documented_values() {
 }
 
 #[test]
+fn the_cluster_keys_are_the_defaults_and_zk_is_left_to_the_operator() {
+    let path = deploy_file("mpush-proxy.toml");
+    let c = Cli::try_parse_from(["mpush-proxy", "--config", path.to_str().unwrap()]).unwrap().load().unwrap();
+    let d = Config::default();
+    assert!(c.zk.is_empty(), "the ZooKeeper line is an example, commented out");
+    assert_eq!(
+        (&c.zk_namespace, &c.zk_digest, &c.zk_path, &c.zk_weight_attribute),
+        (&d.zk_namespace, &d.zk_digest, &d.zk_path, &d.zk_weight_attribute)
+    );
+    assert_eq!(
+        (c.zk_session_timeout, c.zk_reconnect_max, c.zk_max_nodes),
+        (d.zk_session_timeout, d.zk_reconnect_max, d.zk_max_nodes)
+    );
+    // The commented example is a valid cluster setting.
+    let text = PROXY_TOML.replace("# zk = [", "zk = [");
+    let with_zk = Config::from_toml(&text).unwrap();
+    with_zk.validate().unwrap();
+    assert_eq!(with_zk.zk.len(), 3);
+    assert_eq!(with_zk.zk_servers_path(), "/mpush/cluster/cs");
+}
+
+#[test]
 fn the_container_listen_override_wins_over_the_file() {
     // deploy/proxy.Dockerfile sets MPUSH_PROXY_LISTEN=0.0.0.0:8443; the flag takes the same path.
     let path = deploy_file("mpush-proxy.toml");

@@ -37,4 +37,11 @@ fi
 status=0
 node tests/real-mpush/browser.mjs || status=1
 node tests/real-mpush/java-sdk.mjs || status=1
+# Two MPUSH nodes in one ZooKeeper and Redis behind one proxy started with --zk only: failover,
+# ZooKeeper down and back. Needs the suite's own servers (it stops and starts them).
+if [ -z "${MPUSH_EXISTING:-}" ]; then
+  node tests/real-mpush/cluster.mjs || status=1
+else
+  echo "SKIP cluster: needs the suite's own MPUSH nodes and ZooKeeper (MPUSH_EXISTING is set)"
+fi
 exit $status

@@ -792,8 +792,12 @@ export async function startGateway({
  * ("host:port"), any Origin allowed, HTTP-proxy packets forwarded to the server.
  * `restart()` kills it (browsers see close code 1006) and starts it on the same port.
  */
-export async function startProxy({ upstream, log = () => {} } = {}) {
-  if (!/^[^:]+:\d+$/.test(upstream || "")) throw new Error(`startProxy wants upstream "host:port", got ${upstream}`);
+export async function startProxy({ upstream, zk, log = () => {} } = {}) {
+  // `zk` ("host:port"): the connection servers come from that ZooKeeper (MPUSH's registry,
+  // namespace and digest "mpush") instead of `upstream`.
+  if (zk ? !/^[^:]+:\d+$/.test(zk) : !/^[^:]+:\d+$/.test(upstream || "")) {
+    throw new Error(`startProxy wants upstream or zk "host:port", got ${upstream ?? zk}`);
+  }
   const bin = need(
     process.env.MPUSH_PROXY_BIN || path.join(ROOT, "target", "debug", "mpush-proxy"),
     "build it with `cargo build -p mpush-proxy` or set MPUSH_PROXY_BIN",
@@ -802,7 +806,7 @@ export async function startProxy({ upstream, log = () => {} } = {}) {
   const port = await freePort();
   const args = [
     "--listen", `127.0.0.1:${port}`,
-    "--upstream", upstream,
+    ...(zk ? ["--zk", zk] : ["--upstream", upstream]),
     "--allowed-origin", "*",
     "--http-proxy", "forward",
     "--log-format", "json",
@@ -824,9 +828,10 @@ export async function startProxy({ upstream, log = () => {} } = {}) {
     await stop();
     throw e;
   }
-  log(`proxy: ws://127.0.0.1:${port}/mpush -> ${upstream}`);
+  log(`proxy: ws://127.0.0.1:${port}/mpush -> ${zk ? `ZooKeeper ${zk}` : upstream}`);
   return {
     wsUrl: `ws://127.0.0.1:${port}/mpush`,
+    httpUrl: `http://127.0.0.1:${port}`,
     port,
     dir,
     async restart() {
@@ -835,4 +840,191 @@ export async function startProxy({ upstream, log = () => {} } = {}) {
     },
     stop,
   };
+}
+
+// ------------------------------------------------------------------------------------------
+// an MPUSH cluster
+
+/**
+ * ZooKeeper + Redis + `nodes` MPUSH 0.8.0 servers registered in them (each with its own ports,
+ * home and logs; the same key pair, so a session made on one resumes on another) + one
+ * PushApi, whose PushSender finds every gateway server in ZooKeeper and routes each push by
+ * the user's route in Redis, as an MPUSH application server does.
+ *
+ * `stopNode(i)` kills node i (SIGKILL, a crash) and resolves once its ZooKeeper nodes are gone;
+ * `startNode(i)` starts it again on its ports and resolves once it is registered and the
+ * PushApi is connected to it. `stopZooKeeper()` kills ZooKeeper (SIGKILL); `startZooKeeper()`
+ * starts it again on the same port and data dir (sessions and ephemeral nodes are restored,
+ * as after a real ZooKeeper restart).
+ *
+ * @returns {Promise<{name: "mpush-cluster", zookeeper: string, redis: string, pushApiUrl: string,
+ *   publicKey: string, dir: string, nodes: {connectPort: number, gatewayPort: number}[],
+ *   stopNode(i: number): Promise<void>, startNode(i: number): Promise<void>,
+ *   stopZooKeeper(): Promise<void>, startZooKeeper(): Promise<void>, stop(): Promise<void>}>}
+ */
+export async function startRealMpushCluster({
+  nodes: count = 2,
+  keys = testKeyPair(),
+  minHeartbeat = 4000,
+  maxHeartbeat = 4000,
+  log = () => {},
+} = {}) {
+  ensureBuilt(log);
+  const t0 = Date.now();
+  const dir = tempDir("mpush-cluster-");
+  const procs = new Set();
+  const stop = async () => {
+    await Promise.all([...procs].map((p) => p.kill()));
+    removeDir(dir);
+  };
+  try {
+    const [zk, redis] = await freePorts(2);
+    fs.mkdirSync(path.join(dir, "zk"));
+    fs.writeFileSync(
+      path.join(dir, "zk.cfg"),
+      `tickTime=250\ndataDir=${path.join(dir, "zk")}\nclientPort=${zk}\nclientPortAddress=127.0.0.1\n`,
+    );
+    // As in startRealMpush: ZooKeeper 3.4.8 from MPUSH's own dependencies, 2 s sessions.
+    const startZk = () =>
+      startJava("zookeeper", "org.apache.zookeeper.server.ZooKeeperServerMain", [path.join(dir, "zk.cfg")], {
+        logFile: path.join(dir, "zookeeper.out"),
+        heap: "48m",
+        cwd: dir,
+        jvmArgs: [`-Dlog.home=${path.join(dir, "logs", "zookeeper")}`, "-Dlog.root.level=info", "-Dzookeeper.jmx.log4j.disable=true"],
+      });
+    let zkProc = startZk();
+    procs.add(zkProc);
+    const redisProc = startGuarded(
+      "redis",
+      "redis-server",
+      ["--bind", "127.0.0.1", "--port", String(redis), "--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no"],
+      { logFile: path.join(dir, "redis.log"), cwd: dir },
+    );
+    procs.add(redisProc);
+    await Promise.all([
+      waitUntil("ZooKeeper", async () => (await tcpAccepts(zk)) || { ok: false }, { procs: [zkProc] }),
+      waitUntil("Redis", async () => (await tcpAccepts(redis)) || { ok: false }, { procs: [redisProc] }),
+    ]);
+
+    // One home per node (its mpush.conf, logs and dumps); the ports differ, ZooKeeper, Redis
+    // and the keys are shared.
+    const nodes = [];
+    for (let i = 0; i < count; i++) {
+      const [connect, gateway, admin, gatewayClient] = await freePorts(4);
+      const home = path.join(dir, `node${i}`);
+      fs.mkdirSync(home);
+      const ports = { zk, redis, connect, gateway, admin, gatewayClient };
+      const confFile = path.join(home, "mpush.conf");
+      fs.writeFileSync(confFile, mpushConf({ dir: home, logDir: path.join(home, "logs"), keys, minHeartbeat, maxHeartbeat, ports }));
+      nodes.push({ index: i, home, confFile, connectPort: connect, gatewayPort: gateway, proc: null, ids: new Set() });
+    }
+    const apiConfFile = path.join(dir, "pushapi.conf");
+    const first = nodes[0];
+    fs.writeFileSync(
+      apiConfFile,
+      mpushConf({
+        dir,
+        logDir: path.join(dir, "logs", "pushapi"),
+        keys,
+        minHeartbeat,
+        maxHeartbeat,
+        ports: { zk, redis, connect: first.connectPort, gateway: first.gatewayPort, admin: 0, gatewayClient: 0 },
+      }),
+    );
+    const startServer = (n) => {
+      n.proc = startJava(`mpush${n.index}`, "com.mpush.bootstrap.Main", [], {
+        logFile: path.join(n.home, "mpush.out"),
+        heap: "128m",
+        conf: n.confFile,
+        cwd: n.home,
+      });
+      procs.add(n.proc);
+    };
+    for (const n of nodes) startServer(n);
+    const api = startPushApi(apiConfFile, path.join(dir, "pushapi.out"), dir);
+    procs.add(api);
+    const listening = api.nextLine(/push-api: listening on (http:\/\/\S+)/);
+    const pushApiUrl = await waitUntil("the PushApi's listening line", async () => {
+      const m = await Promise.race([listening, sleep(100).then(() => null)]);
+      return m ? m[1] : { ok: false };
+    }, { procs: [api] });
+
+    // The PushApi's view of ZooKeeper: node n is registered (connect and gateway server, not
+    // an instance in `exclude`) and PushSender is connected to its gateway server.
+    const registered = async (n, exclude = new Set()) => {
+      const h = await getJson(`${pushApiUrl}/health`);
+      if (h.status !== 200 || !h.body || typeof h.body !== "object") return { ok: false, state: h };
+      const cs = (h.body.connectServers || []).filter((x) => x.node && x.node.port === n.connectPort && !exclude.has(x.id));
+      const gs = (h.body.gatewayServers || []).filter(
+        (x) => x.node && x.node.port === n.gatewayPort && x.connected && !exclude.has(x.id),
+      );
+      const stale = [...(h.body.connectServers || []), ...(h.body.gatewayServers || [])].filter((x) => exclude.has(x.id));
+      if (!cs.length || !gs.length || stale.length) return { ok: false, state: h.body };
+      if (!(await tcpAccepts(n.connectPort))) return { ok: false, state: "connect port not accepting" };
+      return { ok: true, ids: [...cs, ...gs].map((x) => x.id) };
+    };
+    const gone = async (n) => {
+      const h = await getJson(`${pushApiUrl}/health`);
+      const all = h.body && typeof h.body === "object" ? [...(h.body.connectServers || []), ...(h.body.gatewayServers || [])] : [];
+      return all.some((x) => n.ids.has(x.id)) ? { ok: false, state: h.body } : true;
+    };
+    // `exclude`: the ids of the node's previous instance, which must be gone.
+    const waitRegistered = async (n, what, exclude = new Set()) => {
+      const r = await waitUntil(what, () => registered(n, exclude), {
+        procs: [n.proc, api, zkProc],
+        extraTail: () => fileTail(path.join(n.home, "logs", "mpush.log")),
+      });
+      n.ids = new Set(r.ids);
+    };
+    await Promise.all(nodes.map((n) => waitRegistered(n, `MPUSH node ${n.index} to register and accept connections`)));
+    log(
+      `mpush-cluster: ready in ${Date.now() - t0} ms: ${nodes.map((n) => `MPUSH ${n.index} on 127.0.0.1:${n.connectPort}`).join(", ")}, ` +
+        `PushApi ${pushApiUrl}, ZooKeeper ${zk}, Redis ${redis}, dir ${dir}`,
+    );
+
+    return {
+      name: "mpush-cluster",
+      zookeeper: `127.0.0.1:${zk}`,
+      redis: `127.0.0.1:${redis}`,
+      pushApiUrl,
+      publicKey: keys.publicKey,
+      dir,
+      nodes: nodes.map((n) => ({ connectPort: n.connectPort, gatewayPort: n.gatewayPort })),
+      async stopNode(i) {
+        const n = nodes[i];
+        await n.proc.kill();
+        procs.delete(n.proc);
+        await waitUntil(`MPUSH node ${i}'s ZooKeeper nodes to go`, () => gone(n), { procs: [api, zkProc] });
+        log(`mpush-cluster: node ${i} stopped`);
+      },
+      async startNode(i) {
+        const n = nodes[i];
+        const old = n.ids;
+        startServer(n);
+        await waitRegistered(n, `MPUSH node ${i} to register again`, old);
+        // As in restartServer: the PushApi drops connections to a host:port whose old nodes
+        // it sees go; ask again once that has settled.
+        await sleep(500);
+        await waitRegistered(n, `MPUSH node ${i} to stay registered`, old);
+        log(`mpush-cluster: node ${i} started`);
+      },
+      async stopZooKeeper() {
+        await zkProc.kill();
+        procs.delete(zkProc);
+        log("mpush-cluster: ZooKeeper stopped");
+      },
+      async startZooKeeper() {
+        zkProc = startZk();
+        procs.add(zkProc);
+        await waitUntil("ZooKeeper to accept connections again", async () => (await tcpAccepts(zk)) || { ok: false }, {
+          procs: [zkProc],
+        });
+        log("mpush-cluster: ZooKeeper started");
+      },
+      stop,
+    };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
 }

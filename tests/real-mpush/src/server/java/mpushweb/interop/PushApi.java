@@ -9,6 +9,7 @@ import com.mpush.api.push.PushSender;
 import com.mpush.api.srd.ServiceNames;
 import com.mpush.client.MPushClient;
 import com.mpush.client.gateway.connection.GatewayConnectionFactory;
+import com.mpush.common.router.CachedRemoteRouterManager;
 import com.mpush.tools.log.Logs;
 import com.mpush.zk.ZKClient;
 import com.sun.net.httpserver.HttpExchange;
@@ -46,7 +47,8 @@ import java.util.concurrent.TimeoutException;
  *
  * <p>{@code POST /push}: exactly one of {@code userId} / {@code userIds}, exactly one of
  * {@code content} / {@code contentBase64}, {@code ack} none|auto|biz, {@code timeoutMs}
- * (default 3000, MPUSH's). {@code tags} and {@code broadcast} are refused: MPUSH's broadcast
+ * (default 3000, MPUSH's), {@code freshRoutes} (read the users' routes from Redis, not from
+ * PushSender's 5-minute route cache). {@code tags} and {@code broadcast} are refused: MPUSH's broadcast
  * reports one result for the whole broadcast, not one per user. {@code GET /health}: 200 when
  * PushSender runs and ZooKeeper holds at least one gateway server, with the registered nodes.
  */
@@ -55,14 +57,16 @@ public final class PushApi {
     private static final long DEFAULT_TIMEOUT_MS = 3000;
     private static final long MAX_TIMEOUT_MS = 600_000;
     private static final Set<String> FIELDS = new HashSet<>(Arrays.asList(
-            "userId", "userIds", "tags", "broadcast", "content", "contentBase64", "ack", "timeoutMs"));
+            "userId", "userIds", "tags", "broadcast", "content", "contentBase64", "ack", "timeoutMs", "freshRoutes"));
 
     private final PushSender sender;
     private final GatewayConnectionFactory gateways;
+    private final CachedRemoteRouterManager routes;
 
-    private PushApi(PushSender sender, GatewayConnectionFactory gateways) {
+    private PushApi(PushSender sender, GatewayConnectionFactory gateways, CachedRemoteRouterManager routes) {
         this.sender = sender;
         this.gateways = gateways;
+        this.routes = routes;
     }
 
     public static void main(String[] args) throws Exception {
@@ -84,7 +88,7 @@ public final class PushApi {
         // Connects ZooKeeper (service discovery), Redis (routes) and the gateway servers.
         if (!sender.syncStart()) die("PushSender did not start (ZooKeeper or Redis unreachable?)");
 
-        PushApi api = new PushApi(sender, context.getGatewayConnectionFactory());
+        PushApi api = new PushApi(sender, context.getGatewayConnectionFactory(), context.getCachedRemoteRouterManager());
         HttpServer http = HttpServer.create(
                 new InetSocketAddress(listen.substring(0, colon), Integer.parseInt(listen.substring(colon + 1))), 64);
         http.createContext("/", api::handle);
@@ -203,6 +207,11 @@ public final class PushApi {
             if (firsts.containsKey(userId)) continue;
             CompletableFuture<PushResult> first = new CompletableFuture<>();
             firsts.put(userId, first);
+            // PushSender keeps each user's routes for 5 minutes (CachedRemoteRouterManager) and a
+            // "failure" does not drop them: after a connection server died, pushes to its users
+            // keep going to it. freshRoutes reads the routes from Redis again, as an application
+            // server must after a failover (tests/real-mpush/cluster.mjs).
+            if (req.freshRoutes) routes.invalidateLocalCache(userId);
             PushContext ctx = new PushContext(req.content)
                     .setUserId(userId)
                     .setAckModel(req.ack)
@@ -245,6 +254,7 @@ public final class PushApi {
         byte[] content;
         AckModel ack = AckModel.NO_ACK;
         long timeoutMs = DEFAULT_TIMEOUT_MS;
+        boolean freshRoutes;
 
         static Request parse(String text) {
             Object parsed;
@@ -298,6 +308,10 @@ public final class PushApi {
                     case "biz": case "biz_ack": r.ack = AckModel.BIZ_ACK; break;
                     default: throw new IllegalArgumentException("ack must be none, auto or biz, got \"" + a + "\"");
                 }
+            }
+            if (m.get("freshRoutes") != null) {
+                if (!(m.get("freshRoutes") instanceof Boolean)) throw new IllegalArgumentException("invalid JSON: freshRoutes must be a boolean");
+                r.freshRoutes = (Boolean) m.get("freshRoutes");
             }
             if (m.get("timeoutMs") != null) {
                 Object t = m.get("timeoutMs");
