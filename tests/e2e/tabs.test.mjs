@@ -276,6 +276,20 @@ test("share: false gives each tab its own device id and connection", async () =>
   await context.close();
 });
 
+test("without Web Locks a tab falls back to its own connection and says so", async () => {
+  const user = `tabs-${process.pid}-g`;
+  const context = await browser.newContext();
+  const page = await openTab(context);
+  await page.evaluate(() => Object.defineProperty(navigator, "locks", { value: undefined }));
+  await page.evaluate((o) => window.within(window.openClient(o).connect(), 10000), { url: config.ws, publicKey: config.key, userId: user });
+  assert.equal(await page.evaluate(() => window.client.sharing), "unsupported");
+  assert.equal(await page.evaluate(() => window.client.state), "ready");
+  await page.waitForFunction(() => window.events("bind").length > 0, null, { timeout: 5000 });
+  assert.equal((await stack.push({ userId: user, content: "alone", ack: "auto", timeoutMs: 5000 })).results[0].result, "success");
+  await waitTexts(page, ["alone"]);
+  await context.close();
+});
+
 test("on() returns a remover, once() fires once, bad arguments throw MPushError", async () => {
   const user = `tabs-${process.pid}-f`;
   const context = await browser.newContext();
