@@ -60,6 +60,10 @@ pub struct Args {
     /// per session/push (Linux /proc); figures are summed over them.
     #[arg(long, value_delimiter = ',')]
     proxy_pid: Vec<u32>,
+    /// PIDs of the connection server (mpush-gateway, or MPUSH's JVM) for the direct-TCP run: its
+    /// memory per session and CPU per push, as --proxy-pid measures the proxy in the bridged run.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// Pushes in the throughput burst.
     #[arg(long, default_value_t = 20_000)]
     burst: usize,
@@ -78,6 +82,8 @@ pub struct Args {
 #[derive(Debug, Default)]
 pub struct RunReport {
     label: String,
+    /// What the measured PIDs are: "proxy" (bridged run) or "server" (direct run).
+    measured: &'static str,
     sessions: usize,
     open_secs: f64,
     dead_sessions: u64,
@@ -96,7 +102,7 @@ impl RunReport {
         println!("sessions opened:        {} in {:.1} s", self.sessions, self.open_secs);
         println!("heartbeats sent:        {} (dead sessions: {})", self.heartbeats_sent, self.dead_sessions);
         if let Some(kb) = self.rss_per_session_kb {
-            println!("proxy memory / session: {kb:.1} KB");
+            println!("{} memory / session: {kb:.1} KB", self.measured);
         }
         if self.burst_secs > 0.0 {
             println!(
@@ -107,7 +113,7 @@ impl RunReport {
             );
         }
         if let Some(us) = self.proxy_cpu_per_push_us {
-            println!("proxy CPU per push:     {us:.1} µs");
+            println!("{} CPU per push:     {us:.1} µs", self.measured);
         }
         if let Some(p) = &self.latency {
             println!(
@@ -161,10 +167,11 @@ async fn run(args: &Args, key: &RsaPublicKey, target: Target, label: &str) -> Re
     let mut report = RunReport { label: label.to_owned(), ..RunReport::default() };
     let counters = Arc::new(Counters::default());
     let prefix = format!("lg-{}-{}", label.split_whitespace().next().unwrap_or("run"), std::process::id());
-    let pids: &[u32] = match &target {
-        Target::Ws { .. } => &args.proxy_pid,
-        Target::Tcp { .. } => &[],
+    let (pids, measured): (&[u32], _) = match &target {
+        Target::Ws { .. } => (&args.proxy_pid, "proxy"),
+        Target::Tcp { .. } => (&args.server_pid, "server"),
     };
+    report.measured = measured;
     let rss_before = sum_over(pids, rss_kb);
 
     let start = Instant::now();
