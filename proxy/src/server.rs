@@ -264,11 +264,17 @@ async fn handle_connection(
 ) {
     match tls {
         None => serve_http(shared, stream, peer, Listener::Public).await,
-        Some(acceptor) => match timeout(shared.config.handshake_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => serve_http(shared, stream, peer, Listener::Public).await,
-            Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
-            Err(_) => debug!(%peer, "TLS handshake timed out"),
-        },
+        // Boxed: a plain connection's task does not carry the size of a TLS handshake.
+        Some(acceptor) => {
+            Box::pin(async move {
+                match timeout(shared.config.handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_http(shared, stream, peer, Listener::Public).await,
+                    Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => debug!(%peer, "TLS handshake timed out"),
+                }
+            })
+            .await
+        }
     }
 }
 
@@ -348,29 +354,36 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(shared.config.handshake_timeout)
         .max_buf_size(shared.config.max_header_bytes);
-    let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
-    tokio::pin!(conn);
-    let idle = shared.config.http_idle_timeout;
-    let result = loop {
-        tokio::select! {
-            r = conn.as_mut() => break r,
-            () = shared.draining.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                break conn.await;
-            }
-            // Any request restarts the idle timer.
-            () = activity.notify.notified() => {}
-            () = tokio::time::sleep(idle) => {
-                // Keep-alive idle (or never sent a request): close once any response is out.
-                conn.as_mut().graceful_shutdown();
-                break conn.await;
+    // hyper's connection state (buffers, dispatcher: kilobytes) lives in its own allocation
+    // and is gone before the session starts, so an idle session's task holds only the
+    // session itself (issue 12: memory per idle session).
+    let result = Box::pin(async {
+        let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+        tokio::pin!(conn);
+        let idle = shared.config.http_idle_timeout;
+        loop {
+            tokio::select! {
+                r = conn.as_mut() => break r,
+                () = shared.draining.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    break conn.await;
+                }
+                // Any request restarts the idle timer.
+                () = activity.notify.notified() => {}
+                () = tokio::time::sleep(idle) => {
+                    // Keep-alive idle (or never sent a request): close once any response is out.
+                    conn.as_mut().graceful_shutdown();
+                    break conn.await;
+                }
             }
         }
-    };
+    })
+    .await;
     if let Err(e) = result {
         debug!(%peer, error = %e, "HTTP connection error");
     }
     let pending = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    drop((slot, activity));
     if let Some(pending) = pending {
         run_session(&shared, pending, peer).await;
     }
