@@ -18,6 +18,12 @@ pub struct GatewayConfig {
     pub listen: SocketAddr,
     /// Where the push API is served; keep it on loopback unless a token is set.
     pub api_listen: SocketAddr,
+    /// `drain-timeout`: on SIGTERM or SIGINT (and [`crate::GatewayHandle::shutdown`]), how
+    /// long in-flight work may take, ms: pushes waiting for their acks, upstream pushes on
+    /// their way to the webhook, HTTP-proxy requests. Connections close as soon as theirs is
+    /// done; whatever is left at the end is closed (an upstream push not yet stored is then
+    /// never acked).
+    pub drain_timeout: u64,
     /// `mp.security.*`: the RSA key pair.
     pub security: SecurityConfig,
     /// `mp.core.*`: heartbeat, packet and session limits.
@@ -39,6 +45,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            drain_timeout: 10_000,
             security: SecurityConfig::default(),
             core: CoreConfig::default(),
             http: HttpProxyConfig::default(),
@@ -212,6 +219,12 @@ pub struct HttpProxyConfig {
     /// `max-read-timeout`: the largest `readTimeout` a client may ask for, ms (gateway-specific;
     /// larger values are clamped to it).
     pub max_read_timeout: u64,
+    /// `deny-private-addresses`: refuse (403) a host that resolves only to private,
+    /// loopback, link-local, unique-local, unspecified, multicast or reserved addresses
+    /// (IPv4 and IPv6, IPv4-mapped included), and connect to exactly the address checked
+    /// (gateway-specific). `dns-mapping` targets are trusted and not checked. Off by default
+    /// so that a gateway and its services on one machine work out of the box.
+    pub deny_private_addresses: bool,
 }
 
 impl Default for HttpProxyConfig {
@@ -225,6 +238,7 @@ impl Default for HttpProxyConfig {
             max_redirects: 5,
             max_in_flight: 8,
             max_read_timeout: 30_000,
+            deny_private_addresses: false,
         }
     }
 }
@@ -247,12 +261,40 @@ impl Default for ApiConfig {
     }
 }
 
-/// Upstream pushes.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// Upstream pushes. With a webhook, an auto-ack push is acked to its client only once the
+/// webhook has answered 2xx, so an acked push is never lost.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct UpstreamConfig {
     /// A plain-HTTP URL each upstream push is POSTed to as JSON; logged only when unset.
     pub webhook: Option<String>,
+    /// `webhook-queue`: upstream pushes accepted and not yet stored (queued, being posted
+    /// or waiting for a retry); one more is refused: not acked, logged.
+    pub webhook_queue: usize,
+    /// `webhook-concurrency`: POSTs under way at once.
+    pub webhook_concurrency: usize,
+    /// `webhook-timeout`: longest wait for one POST's answer, ms.
+    pub webhook_timeout: u64,
+    /// `webhook-attempts`: POSTs per push before it is given up (not acked, logged).
+    pub webhook_attempts: u32,
+    /// `webhook-backoff`: wait before the first retry, ms; doubled for each next one.
+    pub webhook_backoff: u64,
+    /// `webhook-max-backoff`: the longest wait between two attempts, ms.
+    pub webhook_max_backoff: u64,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> UpstreamConfig {
+        UpstreamConfig {
+            webhook: None,
+            webhook_queue: 1024,
+            webhook_concurrency: 8,
+            webhook_timeout: 10_000,
+            webhook_attempts: 5,
+            webhook_backoff: 200,
+            webhook_max_backoff: 5_000,
+        }
+    }
 }
 
 impl GatewayConfig {
@@ -272,7 +314,10 @@ impl GatewayConfig {
     /// `PRIVATE_KEY`, `PUBLIC_KEY`, `KEY_FILE`, `API_TOKEN`, `WEBHOOK`, `BIND_TOKEN_SECRET`,
     /// `BIND_TOKEN_SECRET_FILE`, `API_HEADER_READ_TIMEOUT`, and the `[limits]`
     /// keys `MAX_CONNECTIONS`, `MAX_CONNECTIONS_PER_IP`, `MAX_UNAUTHENTICATED_PER_IP`,
-    /// `MAX_HANDSHAKE_BODY`, `MAX_FIELD_LENGTH`, `RSA_WORKERS`.
+    /// `MAX_HANDSHAKE_BODY`, `MAX_FIELD_LENGTH`, `RSA_WORKERS`. Also `DRAIN_TIMEOUT`, the
+    /// `[http]` keys `MAX_IN_FLIGHT`, `MAX_READ_TIMEOUT`, `DENY_PRIVATE_ADDRESSES`
+    /// (`true`/`false`), and the `[upstream]` keys `WEBHOOK_QUEUE`, `WEBHOOK_CONCURRENCY`,
+    /// `WEBHOOK_TIMEOUT`, `WEBHOOK_ATTEMPTS`, `WEBHOOK_BACKOFF`, `WEBHOOK_MAX_BACKOFF`.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), GatewayError> {
         let get = |name: &str| var(&format!("MPUSH_GATEWAY_{name}")).filter(|v| !v.trim().is_empty());
         if let Some(v) = get("LISTEN") {
@@ -306,6 +351,50 @@ impl GatewayConfig {
             self.api.header_read_timeout = v.trim().parse().map_err(|_| {
                 GatewayError::Config(format!("MPUSH_GATEWAY_API_HEADER_READ_TIMEOUT: not a number: {v:?}"))
             })?;
+        }
+        let number = |name: &str| -> Result<Option<u64>, GatewayError> {
+            get(name)
+                .map(|v| {
+                    v.trim()
+                        .parse()
+                        .map_err(|_| GatewayError::Config(format!("MPUSH_GATEWAY_{name}: not a number: {v:?}")))
+                })
+                .transpose()
+        };
+        let u = &mut self.upstream;
+        for (name, field) in [
+            ("DRAIN_TIMEOUT", &mut self.drain_timeout),
+            ("MAX_READ_TIMEOUT", &mut self.http.max_read_timeout),
+            ("WEBHOOK_TIMEOUT", &mut u.webhook_timeout),
+            ("WEBHOOK_BACKOFF", &mut u.webhook_backoff),
+            ("WEBHOOK_MAX_BACKOFF", &mut u.webhook_max_backoff),
+        ] {
+            if let Some(v) = number(name)? {
+                *field = v;
+            }
+        }
+        for (name, field) in [
+            ("MAX_IN_FLIGHT", &mut self.http.max_in_flight),
+            ("WEBHOOK_QUEUE", &mut u.webhook_queue),
+            ("WEBHOOK_CONCURRENCY", &mut u.webhook_concurrency),
+        ] {
+            if let Some(v) = number(name)? {
+                *field = usize::try_from(v).unwrap_or(usize::MAX);
+            }
+        }
+        if let Some(v) = number("WEBHOOK_ATTEMPTS")? {
+            u.webhook_attempts = u32::try_from(v).unwrap_or(u32::MAX);
+        }
+        if let Some(v) = get("DENY_PRIVATE_ADDRESSES") {
+            self.http.deny_private_addresses = match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => {
+                    return Err(GatewayError::Config(format!(
+                        "MPUSH_GATEWAY_DENY_PRIVATE_ADDRESSES: not true or false: {v:?}"
+                    )))
+                }
+            };
         }
         let l = &mut self.limits;
         for (name, field) in [
@@ -376,6 +465,19 @@ impl GatewayConfig {
                 "bind: need 0 < default-token-ttl <= max-token-ttl, got {} and {}",
                 b.default_token_ttl, b.max_token_ttl
             )));
+        }
+        let u = &self.upstream;
+        if u.webhook_queue == 0
+            || u.webhook_concurrency == 0
+            || u.webhook_timeout == 0
+            || u.webhook_attempts == 0
+            || u.webhook_max_backoff < u.webhook_backoff
+        {
+            return Err(GatewayError::Config(
+                "upstream: webhook-queue, webhook-concurrency, webhook-timeout and webhook-attempts must be > 0, \
+                 webhook-backoff <= webhook-max-backoff"
+                    .into(),
+            ));
         }
         if let Some(url) = &self.upstream.webhook {
             if !url.starts_with("http://") {
@@ -489,5 +591,39 @@ mod tests {
         for bad in ["[api]\nheader-read-timeout = 0", "[bind]\ndefault-token-ttl = 0", "[bind]\nmax-token-ttl = 10"] {
             assert!(GatewayConfig::from_toml(bad).unwrap().validate().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn drain_http_and_webhook_keys() {
+        let c = GatewayConfig::default();
+        assert_eq!(c.drain_timeout, 10_000);
+        assert!(!c.http.deny_private_addresses);
+        assert_eq!((c.upstream.webhook_queue, c.upstream.webhook_attempts), (1024, 5));
+        let c = GatewayConfig::from_toml(
+            "drain-timeout = 2500\n[http]\ndeny-private-addresses = true\n\
+             [upstream]\nwebhook-queue = 3\nwebhook-attempts = 2\nwebhook-backoff = 50\nwebhook-max-backoff = 100",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.drain_timeout, 2500);
+        assert!(c.http.deny_private_addresses);
+        assert_eq!((c.upstream.webhook_queue, c.upstream.webhook_attempts, c.upstream.webhook_backoff), (3, 2, 50));
+        assert!(GatewayConfig::from_toml("[upstream]\nwebhook-queue = 0").unwrap().validate().is_err());
+        assert!(GatewayConfig::from_toml("[upstream]\nwebhook-backoff = 9000").unwrap().validate().is_err());
+        let mut c = GatewayConfig::default();
+        let env = |k: &str| match k {
+            "MPUSH_GATEWAY_DRAIN_TIMEOUT" => Some("0".into()),
+            "MPUSH_GATEWAY_MAX_IN_FLIGHT" => Some("3".into()),
+            "MPUSH_GATEWAY_MAX_READ_TIMEOUT" => Some("4000".into()),
+            "MPUSH_GATEWAY_DENY_PRIVATE_ADDRESSES" => Some("true".into()),
+            "MPUSH_GATEWAY_WEBHOOK_QUEUE" => Some("7".into()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        assert_eq!((c.drain_timeout, c.http.max_in_flight, c.http.max_read_timeout), (0, 3, 4000));
+        assert!(c.http.deny_private_addresses);
+        assert_eq!(c.upstream.webhook_queue, 7);
+        assert!(c.apply_env(|k| (k == "MPUSH_GATEWAY_DENY_PRIVATE_ADDRESSES").then(|| "maybe".into())).is_err());
+        assert!(c.apply_env(|k| (k == "MPUSH_GATEWAY_MAX_IN_FLIGHT").then(|| "-1".into())).is_err());
     }
 }

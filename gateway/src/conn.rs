@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mpush_protocol::{AckMode, CloseReason, CryptoError, ServerEvent, ServerSession};
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use mpush_protocol::{AckMode, CloseReason, CryptoError, Flags, ServerEvent, ServerSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
@@ -18,8 +20,8 @@ use crate::http_proxy::ProxyOutcome;
 use crate::limits::Admission;
 use crate::push::PushResult;
 use crate::router::{split_tags, ConnHandle, ConnId};
-use crate::sink::UpstreamMessage;
-use crate::{now_ms, os_seed, Shared};
+use crate::sink::{Receipt, UpstreamMessage};
+use crate::{now_ms, os_seed, Phase, Shared};
 
 /// A slow reader that cannot take a write within this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -79,6 +81,12 @@ struct Conn {
     /// HTTP-proxy requests under way. Dropped with the connection, which aborts them (and
     /// closes their upstream sockets).
     http_tasks: JoinSet<()>,
+    /// Upstream auto-ack pushes handed to the sink and not yet answered: each resolves to
+    /// (session id, stored). The Ack goes out only when stored.
+    upstream: FuturesUnordered<BoxFuture<'static, (i32, bool)>>,
+    /// The gateway is stopping: no new work is taken, and the connection closes as soon as
+    /// what it has under way is done.
+    draining: bool,
 }
 
 /// Where the plaintext of a deferred RSA decryption arrives.
@@ -90,7 +98,7 @@ pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     admission: Admission,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<Phase>,
 ) {
     let _ = stream.set_nodelay(true);
     let id = shared.next_conn_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -108,6 +116,8 @@ pub(crate) async fn serve(
         admission,
         rsa_requested: None,
         http_tasks: JoinSet::new(),
+        upstream: FuturesUnordered::new(),
+        draining: false,
     };
     let (mut reader, mut writer) = stream.into_split();
     let mut buf = vec![0u8; 16 * 1024];
@@ -126,6 +136,15 @@ pub(crate) async fn serve(
         }
         for reply in c.awaiting_write.drain(..) {
             let _ = reply.send(PushResult::Success);
+        }
+        match *shutdown.borrow() {
+            Phase::Running => {}
+            Phase::Draining => c.draining = true,
+            Phase::Closing => c.session.close(CloseReason::Requested),
+        }
+        if c.draining && rsa_pending.is_none() && c.is_idle() {
+            // Everything this connection had under way is done (and flushed above).
+            c.session.close(CloseReason::Requested);
         }
         if c.session.is_closed() {
             break "closed by the session".to_owned();
@@ -160,9 +179,16 @@ pub(crate) async fn serve(
                     Err(_) => c.session.close(CloseReason::Requested),
                 }
             }
+            // Finished HTTP-proxy tasks are reaped as they end, so a draining connection
+            // sees at once that it has nothing left under way.
+            Some(_) = c.http_tasks.join_next(), if !c.http_tasks.is_empty() => {}
+            Some((session_id, stored)) = c.upstream.next(), if !c.upstream.is_empty() => {
+                c.upstream_answered(session_id, stored);
+            }
             () = sleep_opt(sleep) => c.session.handle_timeout(now_ms()),
             changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
+                // The phase itself is read at the top of the loop; a gateway gone is a close.
+                if changed.is_err() {
                     c.session.close(CloseReason::Requested);
                 }
             }
@@ -170,7 +196,7 @@ pub(crate) async fn serve(
     };
     tracing::debug!(conn = id, %peer, reason = %why, "connection closed");
     let _ = writer.shutdown().await;
-    c.cleanup();
+    // `Conn`'s Drop gives back its routes and slots, here or when a panic unwinds the task.
 }
 
 async fn rsa_wait(rx: &mut Option<RsaResult>) -> Result<Result<Vec<u8>, CryptoError>, oneshot::error::RecvError> {
@@ -249,10 +275,16 @@ impl Conn {
                 self.shared.router.unbind(&user_id, self.id);
                 self.routes.remove(&user_id);
             }
-            ServerEvent::UpstreamPush { session_id, content, .. } => {
+            ServerEvent::UpstreamPush { session_id, content, flags } => {
                 let device_id = self.session.client().map(|c| c.device_id.clone()).unwrap_or_default();
                 let user_id = self.session.user_id().map(str::to_owned);
-                self.shared.sink.deliver(UpstreamMessage { user_id, device_id, session_id, content });
+                let (receipt, stored) = Receipt::new();
+                self.shared.sink.deliver(UpstreamMessage { user_id, device_id, session_id, content }, receipt);
+                // MPUSH acks AUTO_ACK pushes only (a BIZ_ACK one never); the gateway does so
+                // once the sink has the push, so an acked push is never lost.
+                if flags.contains(Flags::AUTO_ACK) {
+                    self.upstream.push(Box::pin(async move { (session_id, stored.await.unwrap_or(false)) }));
+                }
             }
             ServerEvent::PushAcked { session_id } => {
                 if let Some((_, reply)) = self.awaiting_ack.remove(&session_id) {
@@ -268,6 +300,13 @@ impl Conn {
                 // Finished requests (their replies already queued) no longer count.
                 while self.http_tasks.try_join_next().is_some() {}
                 let proxy = self.shared.http_proxy.clone();
+                if self.draining {
+                    // Stopping: a new request would only be cut short at the drain deadline.
+                    if let Err(e) = self.session.http_error(now_ms(), session_id, 503, "Service Unavailable") {
+                        tracing::debug!(conn = self.id, error = %e, "http reply dropped");
+                    }
+                    return;
+                }
                 if self.http_tasks.len() >= proxy.max_in_flight() {
                     // Gateway-specific cap: answered at once, raw, like MPUSH's own failures.
                     tracing::info!(conn = self.id, "http proxy: too many requests in flight, 503");
@@ -312,6 +351,10 @@ impl Conn {
     fn handle_command(&mut self, cmd: ConnCommand) {
         let now = now_ms();
         match cmd {
+            ConnCommand::Push { reply, .. } if self.draining => {
+                // Stopping: not written, so a failure the pusher can retry elsewhere or later.
+                let _ = reply.send(PushResult::Failure);
+            }
             ConnCommand::Push { content, ack, timeout_ms, reply } => {
                 // One id sequence for the whole server, as MPUSH.
                 let id = self.shared.next_push_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -343,19 +386,52 @@ impl Conn {
         }
     }
 
-    fn cleanup(&mut self) {
+    /// The sink answered an upstream auto-ack push: ack it if stored.
+    fn upstream_answered(&mut self, session_id: i32, stored: bool) {
+        if !stored {
+            // No ack: the client's own ack timeout makes it send the push again.
+            tracing::info!(conn = self.id, session_id, "upstream push not stored: not acked");
+        } else if let Err(e) = self.session.ack_upstream(now_ms(), session_id) {
+            tracing::debug!(conn = self.id, session_id, error = %e, "upstream ack dropped");
+        }
+    }
+
+    /// Nothing under way: no push waiting for its write or ack, no upstream push waiting for
+    /// the sink, no HTTP-proxy request.
+    fn is_idle(&mut self) -> bool {
+        while self.http_tasks.try_join_next().is_some() {}
+        self.awaiting_ack.is_empty()
+            && self.awaiting_write.is_empty()
+            && self.upstream.is_empty()
+            && self.http_tasks.is_empty()
+    }
+}
+
+/// Gives back what the connection holds in shared state, however its task ends: a normal
+/// close, or a panic unwinding it (its [`Admission`] slots go back by their own Drop).
+impl Drop for Conn {
+    fn drop(&mut self) {
         // The client is gone: its HTTP-proxy requests stop, their upstream sockets close.
         self.http_tasks.abort_all();
         for user in self.routes.drain() {
             self.shared.router.unbind(&user, self.id);
         }
         // MPUSH keeps a push's ack task after the connection closed: it ends as a timeout
-        // when its time is up, not as a failure.
+        // when its time is up, not as a failure. Without a runtime (it is shutting down)
+        // the timeout is reported at once.
+        let runtime = tokio::runtime::Handle::try_current().ok();
         for (_, (due, reply)) in self.awaiting_ack.drain() {
-            tokio::spawn(async move {
-                tokio::time::sleep_until(due).await;
-                let _ = reply.send(PushResult::Timeout);
-            });
+            match &runtime {
+                Some(rt) => {
+                    rt.spawn(async move {
+                        tokio::time::sleep_until(due).await;
+                        let _ = reply.send(PushResult::Timeout);
+                    });
+                }
+                None => {
+                    let _ = reply.send(PushResult::Timeout);
+                }
+            }
         }
         // A no-ack push whose write did not complete failed.
         for reply in self.awaiting_write.drain(..) {

@@ -21,9 +21,13 @@
 //! Gateway-specific bounds: an allowlist entry without a port allows port 80 only; at most
 //! `max-in-flight` requests per connection (one more: 503 at once), `readTimeout` clamped
 //! to `max-read-timeout`, requests aborted with their connection (see `conn.rs`);
-//! `Authorization` and `Cookie` are not sent on to a redirect target on another host or port.
+//! `Authorization` and `Cookie` are not sent on to a redirect target on another host or port;
+//! with `deny-private-addresses`, a host that resolves only to private, loopback, link-local
+//! and similar addresses is refused (403), and the connection goes to exactly the address
+//! that was checked (one lookup, so DNS rebinding cannot slip a second answer past); a
+//! relative `Location` is resolved as RFC 3986 says (`Url::join`), not appended as netty does.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Bytes;
 use http::{header, Method, StatusCode, Uri};
@@ -218,14 +222,12 @@ impl HttpProxy {
 
     /// MPUSH's `doDnsMapping`: a mapped host's URL becomes `scheme://ip:port` + path + query,
     /// so the request (its `Host` header and relative redirects included) goes to that address.
-    fn map_url(&self, uri_text: &str, uri: &Uri) -> String {
-        let Some(host) = uri.host() else { return uri_text.to_owned() };
-        let Some(addrs) = self.config.dns_mapping.iter().find(|(k, _)| k.eq_ignore_ascii_case(host)).map(|(_, v)| v)
-        else {
-            return uri_text.to_owned();
-        };
+    /// `None` when the host is not mapped.
+    fn map_url(&self, uri_text: &str, uri: &Uri) -> Option<String> {
+        let host = uri.host()?;
+        let addrs = self.config.dns_mapping.iter().find(|(k, _)| k.eq_ignore_ascii_case(host)).map(|(_, v)| v)?;
         let addr = match addrs.len() {
-            0 => return uri_text.to_owned(),
+            0 => return None,
             1 => &addrs[0],
             n => &addrs[rand::thread_rng().gen_range(0..n)],
         };
@@ -235,7 +237,38 @@ impl HttpProxy {
             None => (addr.as_str(), "80"),
         };
         let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-        format!("{}://{ip}:{port}{}{query}", uri.scheme_str().unwrap_or("http"), java_url_path(uri_text))
+        Some(format!("{}://{ip}:{port}{}{query}", uri.scheme_str().unwrap_or("http"), java_url_path(uri_text)))
+    }
+
+    /// Resolves `host` once and connects to the first address that passes the
+    /// private-address check (when on and the host is not a trusted `dns-mapping` target),
+    /// within netty's connect timeout. The address connected to is the one checked: no second
+    /// lookup happens, so a name cannot answer a public address to the check and a private
+    /// one to the connect (DNS rebinding).
+    async fn connect(&self, host: &str, port: u16, trusted: bool) -> Result<TcpStream, ConnectFailure> {
+        let check = self.config.deny_private_addresses && !trusted;
+        let name = host.trim_start_matches('[').trim_end_matches(']');
+        let attempt = async {
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((name, port)).await.map_err(ConnectFailure::Io)?.collect();
+            let permitted: Vec<SocketAddr> =
+                resolved.iter().copied().filter(|a| !check || !is_private_address(a.ip())).collect();
+            if permitted.is_empty() && !resolved.is_empty() {
+                return Err(ConnectFailure::Denied(resolved));
+            }
+            let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+            for addr in permitted {
+                // An IP literal: `http1::connect` looks nothing up again.
+                match http1::connect(&addr.ip().to_string(), addr.port()).await {
+                    Ok(s) => return Ok(s),
+                    Err(e) => last = e,
+                }
+            }
+            Err(ConnectFailure::Io(last))
+        };
+        tokio::time::timeout(http1::CONNECT_TIMEOUT, attempt).await.unwrap_or_else(|_| {
+            Err(ConnectFailure::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")))
+        })
     }
 
     /// Performs a client's request for the client at `peer`. `req.headers` are the session's
@@ -290,7 +323,12 @@ impl HttpProxy {
             tracing::info!(uri = %uri_text, "http proxy: host not allowlisted");
             return error(StatusCode::FORBIDDEN);
         }
-        let mut url = self.map_url(&uri_text, &first);
+        // A mapped URL goes to an address from trusted configuration (mapping targets are
+        // often private on purpose): the private-address check is for names clients chose.
+        let (mut url, mut trusted) = match self.map_url(&uri_text, &first) {
+            Some(mapped) => (mapped, true),
+            None => (uri_text.clone(), false),
+        };
         let mut redirects = 0u32;
         loop {
             let parsed = url.parse::<Uri>().ok();
@@ -304,9 +342,13 @@ impl HttpProxy {
             // NettyHttpClient: `set(HOST, host)` (no port), `set(CONNECTION, keep-alive)`.
             set_header(&mut headers, "host", host);
             set_header(&mut headers, "connection", "keep-alive");
-            let mut stream = match http1::connect(host, port).await {
+            let mut stream = match self.connect(host, port, trusted).await {
                 Ok(s) => s,
-                Err(e) => {
+                Err(ConnectFailure::Denied(addrs)) => {
+                    tracing::info!(uri = %url, ?addrs, "http proxy: host resolves to private addresses only, 403");
+                    return error(StatusCode::FORBIDDEN);
+                }
+                Err(ConnectFailure::Io(e)) => {
                     tracing::info!(uri = %url, error = %e, "http proxy: cannot connect");
                     return ProxyOutcome::Error { status: 504, reason: "Gateway Timeout" };
                 }
@@ -341,18 +383,19 @@ impl HttpProxy {
                         return ProxyOutcome::NoResponse;
                     };
                     let Some(next) = redirect_target(uri, &location) else { return ProxyOutcome::NoResponse };
-                    if is_absolute(&location) {
+                    let same_origin = next.parse::<Uri>().is_ok_and(|n| {
+                        n.host().is_some_and(|h| h.eq_ignore_ascii_case(host)) && n.port_u16().unwrap_or(80) == port
+                    });
+                    if !same_origin {
+                        // Another host or port (an absolute or scheme-relative Location): on
+                        // the allowlist again, no longer a trusted mapping target, and
+                        // (gateway-specific) the client's credentials stay behind.
                         let allowed = next.parse::<Uri>().is_ok_and(|u| self.is_allowed(&u));
                         if !allowed {
                             tracing::info!(uri = %next, "http proxy: redirect target not allowlisted");
                             return error(StatusCode::FORBIDDEN);
                         }
-                    }
-                    // Gateway-specific: credentials go to the host they were meant for only.
-                    let same_origin = next.parse::<Uri>().is_ok_and(|n| {
-                        n.host().is_some_and(|h| h.eq_ignore_ascii_case(host)) && n.port_u16().unwrap_or(80) == port
-                    });
-                    if !same_origin {
+                        trusted = false;
                         headers.retain(|(k, _)| {
                             !k.eq_ignore_ascii_case("authorization") && !k.eq_ignore_ascii_case("cookie")
                         });
@@ -384,32 +427,91 @@ fn is_absolute(location: &str) -> bool {
     l.starts_with("http://") || l.starts_with("https://")
 }
 
-/// netty's `HttpClientHandler.getRedirectLocation` (after URL-decoding): an absolute
-/// `http(s)://` location as is; otherwise the current URL's scheme, host and explicit port
-/// with the location as the path if it starts with `/`, else appended to the current
-/// (decoded) path with a `/` between them. Not RFC 3986 resolution: `c` from `/a/b` is `/a/b/c`.
+/// The next URL for a (URL-decoded) `Location`: an absolute `http(s)://` one as is, as
+/// netty takes it; anything else resolved against the current URL as RFC 3986 says
+/// (`Url::join`: `c` from `/a/b` is `/a/c`, `../c` climbs, `//h/p` is another host, `?q`
+/// keeps the path). Gateway-specific: netty appends a relative location to the current path
+/// instead (`/a/b/c`), which is not what any server sending one means. The base is written as
+/// `http://host:port` because the scheme is not looked at (plain HTTP to port 80 unless the
+/// URL names one), and `url` would otherwise drop an explicit `:443` of an `https` URL.
+/// `None` for a location that does not resolve, or resolves to another scheme.
 fn redirect_target(current: &Uri, location: &str) -> Option<String> {
     if is_absolute(location) {
         return Some(location.to_owned());
     }
-    let mut path = java::url_decode(current.path())?;
-    if location.starts_with('/') {
-        path = location.to_owned();
-    } else if path.ends_with('/') {
-        path.push_str(location);
-    } else {
-        path.push('/');
-        path.push_str(location);
+    let host = current.host()?;
+    let port = current.port_u16().unwrap_or(80);
+    let path = current.path_and_query().map_or("/", |p| p.as_str());
+    let base = url::Url::parse(&format!("http://{host}:{port}{path}")).ok()?;
+    let next = base.join(location).ok()?;
+    matches!(next.scheme(), "http" | "https").then(|| next.into())
+}
+
+/// Addresses a client's request must not reach when `deny-private-addresses` is on: the
+/// gateway's own host and networks (loopback, RFC 1918, CGNAT, link-local: cloud metadata
+/// at 169.254.169.254, IPv6 unique-local and link-local), addresses that mean "this host"
+/// (unspecified), multicast and broadcast, and ranges reserved for documentation,
+/// benchmarking or future use. IPv4 inside IPv6 (mapped `::ffff:a.b.c.d`, compatible
+/// `::a.b.c.d`, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`) is judged by the IPv4 address it
+/// carries; Teredo and local-use NAT64 tunnels are refused outright.
+pub fn is_private_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_private_v4(v4),
+        IpAddr::V6(v6) => is_private_v6(v6),
     }
-    let mut s = format!("{}://{}", current.scheme_str().unwrap_or("http").to_ascii_lowercase(), current.host()?);
-    if let Some(port) = current.port_u16() {
-        s.push_str(&format!(":{port}"));
+}
+
+fn is_private_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    a == 0                                   // "this network", 0.0.0.0
+        || a == 10                           // RFC 1918
+        || a == 127                          // loopback
+        || (a == 100 && (64..128).contains(&b)) // CGNAT shared space
+        || (a == 169 && b == 254)            // link-local, cloud metadata
+        || (a == 172 && (16..32).contains(&b)) // RFC 1918
+        || (a == 192 && b == 0 && c == 0)    // IETF protocol assignments
+        || (a == 192 && b == 0 && c == 2)    // TEST-NET-1
+        || (a == 192 && b == 88 && c == 99)  // 6to4 relay anycast
+        || (a == 192 && b == 168)            // RFC 1918
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking
+        || (a == 198 && b == 51 && c == 100) // TEST-NET-2
+        || (a == 203 && b == 0 && c == 113)  // TEST-NET-3
+        || a >= 224 // multicast, reserved, broadcast
+}
+
+fn is_private_v6(ip: Ipv6Addr) -> bool {
+    let s = ip.segments();
+    let embedded_v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return is_private_v4(v4);
     }
-    if !path.starts_with('/') {
-        s.push('/');
+    if s[..6] == [0; 6] {
+        // ::, ::1 and the deprecated IPv4-compatible ::a.b.c.d.
+        return ip.is_unspecified() || ip.is_loopback() || is_private_v4(embedded_v4(s[6], s[7]));
     }
-    s.push_str(&path);
-    Some(s)
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return is_private_v4(embedded_v4(s[6], s[7])); // NAT64 well-known prefix
+    }
+    if s[0] == 0x2002 {
+        return is_private_v4(embedded_v4(s[1], s[2])); // 6to4
+    }
+    (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // local-use NAT64, 64:ff9b:1::/48
+        || (s[0] == 0x100 && s[1..4] == [0, 0, 0]) // discard-only, 100::/64
+        || (s[0] == 0x2001 && s[1] == 0)           // Teredo, 2001::/32
+        || (s[0] == 0x2001 && s[1] == 0xdb8)       // documentation
+        || (s[0] & 0xfe00) == 0xfc00               // unique local, fc00::/7
+        || (s[0] & 0xffc0) == 0xfe80               // link-local, fe80::/10
+        || (s[0] & 0xffc0) == 0xfec0               // site-local (deprecated), fec0::/10
+        || (s[0] & 0xff00) == 0xff00 // multicast
+}
+
+/// Why the proxy made no connection.
+#[derive(Debug)]
+enum ConnectFailure {
+    /// Every address the host resolved to is private (`deny-private-addresses`): 403.
+    Denied(Vec<SocketAddr>),
+    /// Unresolvable, refused or timed out: 504, as MPUSH.
+    Io(std::io::Error),
 }
 
 /// The HttpResponse MPUSH builds: status, reason, the headers put into a Java `HashMap` (then
@@ -455,18 +557,88 @@ mod tests {
     }
 
     #[test]
-    fn redirect_targets_as_netty_builds_them() {
+    fn redirect_targets_resolve_as_rfc_3986() {
         let base: Uri = "http://h:1/a/b?q".parse().unwrap();
         let t = |loc: &str| redirect_target(&base, loc);
         assert_eq!(t("/c").as_deref(), Some("http://h:1/c"));
-        // Appended to the path, not resolved against it.
-        assert_eq!(t("c?x=1").as_deref(), Some("http://h:1/a/b/c?x=1"));
-        assert_eq!(t("//x/y").as_deref(), Some("http://h:1//x/y"));
+        assert_eq!(t("c?x=1").as_deref(), Some("http://h:1/a/c?x=1"));
+        assert_eq!(t("../c").as_deref(), Some("http://h:1/c"));
+        assert_eq!(t("../../../../c").as_deref(), Some("http://h:1/c"));
+        assert_eq!(t("?y").as_deref(), Some("http://h:1/a/b?y"));
+        // Scheme-relative: another host (the caller checks the allowlist again).
+        assert_eq!(t("//x/y").as_deref(), Some("http://x/y"));
+        assert_eq!(t("//x:8/y").as_deref(), Some("http://x:8/y"));
+        // Absolute http(s) locations are taken as they are written.
         assert_eq!(t("HTTPS://z/").as_deref(), Some("HTTPS://z/"));
+        assert_eq!(t("javascript:alert(1)"), None);
         let no_port: Uri = "http://h/dir/".parse().unwrap();
         assert_eq!(redirect_target(&no_port, "c").as_deref(), Some("http://h/dir/c"));
+        // An explicit :443 of an https URL stays (the scheme means nothing here).
+        let tls: Uri = "https://h:443/p/q".parse().unwrap();
+        assert_eq!(redirect_target(&tls, "r").as_deref(), Some("http://h:443/p/r"));
         let no_path: Uri = "http://h:2".parse().unwrap();
         assert_eq!(redirect_target(&no_path, "c").as_deref(), Some("http://h:2/c"));
+        let v6: Uri = "http://[::1]:9/a".parse().unwrap();
+        assert_eq!(redirect_target(&v6, "b").as_deref(), Some("http://[::1]:9/b"));
+    }
+
+    #[test]
+    fn private_addresses() {
+        let private = |s: &str| is_private_address(s.parse().unwrap());
+        for ip in [
+            "127.0.0.1",
+            "127.255.0.9",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "224.0.0.1",
+            "239.255.255.250",
+            "240.0.0.1",
+            "255.255.255.255",
+            "192.0.2.1",
+            "198.18.0.1",
+            "::",
+            "::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::1",
+            "2002:7f00:1::",
+            "2002:a00:1::",
+            "2001::1",
+            "2001:db8::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "fec0::1",
+            "ff02::1",
+            "100::1",
+        ] {
+            assert!(private(ip), "{ip} is private");
+        }
+        for ip in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "172.32.0.1",
+            "172.15.255.255",
+            "100.128.0.1",
+            "192.169.0.1",
+            "223.255.255.255",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::",
+            "2606:4700:4700::1111",
+            "2a00:1450::1",
+        ] {
+            assert!(!private(ip), "{ip} is public");
+        }
     }
 
     #[test]
@@ -475,7 +647,7 @@ mod tests {
         c.dns_mapping.insert("api.test".into(), vec!["10.0.0.7:8080".into()]);
         c.dns_mapping.insert("plain.test".into(), vec!["10.0.0.8".into()]);
         let p = HttpProxy::new(c);
-        let m = |u: &str| p.map_url(u, &u.parse().unwrap());
+        let m = |u: &str| p.map_url(u, &u.parse().unwrap()).unwrap_or_else(|| u.to_owned());
         assert_eq!(m("http://api.test/v1/x?y=1#f"), "http://10.0.0.7:8080/v1/x?y=1");
         assert_eq!(m("http://api.test"), "http://10.0.0.7:8080");
         assert_eq!(m("http://plain.test:9/p"), "http://10.0.0.8:80/p");

@@ -21,8 +21,8 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mpush_protocol::{MemorySessionStore, ServerConfig, SessionStore};
 use rand::rngs::OsRng;
@@ -30,6 +30,7 @@ use rand::RngCore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 pub mod api;
 pub mod bind_token;
@@ -49,7 +50,7 @@ pub use http_proxy::{HttpProxy, ProxyOutcome};
 pub use keys::KeyPair;
 pub use push::{PushResult, PushTarget, Pusher, UserResult};
 pub use router::Router;
-pub use sink::{LogSink, UpstreamMessage, UpstreamSink, WebhookSink};
+pub use sink::{LogSink, Receipt, UpstreamMessage, UpstreamSink, WebhookSink, WebhookStats};
 
 /// An error starting the gateway.
 #[derive(Debug, thiserror::Error)]
@@ -71,9 +72,45 @@ pub enum GatewayError {
     },
 }
 
-/// Milliseconds since the Unix epoch: the `now` every session call takes.
+/// Milliseconds since the Unix epoch, from a monotonic clock: the `now` every session call
+/// takes. The session uses it both for its timers (heartbeat checks, ack timeouts) and for
+/// the one wall-clock value MPUSH puts on the wire (a handshake's `expireTime`), so it is
+/// the wall clock read once at the first call plus the monotonic time since: a clock step
+/// (NTP, a VM resumed) can neither fire every idle check at once nor hold them back.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    static START: OnceLock<(Instant, u64)> = OnceLock::new();
+    let (at, wall) = START.get_or_init(|| {
+        (Instant::now(), SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
+    });
+    wall.saturating_add(u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Where a stopping gateway is, as its connection tasks see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Serving.
+    Running,
+    /// Stopping: take no new work, close once what is under way is done.
+    Draining,
+    /// `drain-timeout` is up: close now (after a last flush).
+    Closing,
+}
+
+/// One open connection in `Shared::active` (`connections` in `/health`), given back when
+/// dropped: when its task ends, also by a panic.
+struct ActiveConn(Arc<Shared>);
+
+impl ActiveConn {
+    fn new(shared: Arc<Shared>) -> ActiveConn {
+        shared.active.fetch_add(1, Ordering::Relaxed);
+        ActiveConn(shared)
+    }
+}
+
+impl Drop for ActiveConn {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A session seed from the OS CSPRNG.
@@ -82,6 +119,9 @@ pub(crate) fn os_seed() -> [u8; 32] {
     OsRng.fill_bytes(&mut seed);
     seed
 }
+
+/// How long closing connections get to flush and close once `drain-timeout` is up.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// State shared by every task of one gateway.
 pub(crate) struct Shared {
@@ -131,6 +171,7 @@ pub struct Gateway {
     mpush: TcpListener,
     api: TcpListener,
     purge: Option<Arc<MemorySessionStore>>,
+    drain_timeout: Duration,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -185,6 +226,8 @@ impl Gateway {
             .map(|t| Arc::new(bind_token::BindTokenValidator::new(t)) as Arc<dyn mpush_protocol::BindValidator>);
         // Private-key work goes to blocking threads behind `rsa_permits` (conn.rs).
         server_config.defer_rsa = true;
+        // Upstream auto-ack pushes are acked once the sink has them (conn.rs, sink.rs).
+        server_config.defer_upstream_ack = true;
         let rsa_workers = match config.limits.rsa_workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -198,7 +241,7 @@ impl Gateway {
         };
         let sink: Arc<dyn UpstreamSink> = match (options.sink, &config.upstream.webhook) {
             (Some(s), _) => s,
-            (None, Some(url)) => Arc::new(WebhookSink::new(url.clone())),
+            (None, Some(url)) => Arc::new(WebhookSink::with_config(url.clone(), &config.upstream)),
             (None, None) => Arc::new(LogSink),
         };
         let mpush = listen(config.listen).await?;
@@ -220,7 +263,7 @@ impl Gateway {
             limits: Arc::new(limits::ConnLimits::new(&config.limits)),
             rsa_permits: Arc::new(tokio::sync::Semaphore::new(rsa_workers)),
         });
-        Ok(Gateway { shared, mpush, api, purge })
+        Ok(Gateway { shared, mpush, api, purge, drain_timeout: Duration::from_millis(config.drain_timeout) })
     }
 
     /// Where the MPUSH byte stream is served.
@@ -248,12 +291,17 @@ impl Gateway {
         Pusher { shared: self.shared.clone() }
     }
 
-    /// Runs until `shutdown` completes, then closes every connection (each flushes first) and
-    /// returns once they are gone (at most 5 s later).
+    /// Runs until `shutdown` completes, then drains and returns: stops accepting (MPUSH
+    /// connections and push API requests), lets every connection finish what it has under
+    /// way (pushes waiting for acks, upstream pushes waiting for the sink, HTTP-proxy
+    /// requests) and close, for at most `drain-timeout`; then closes what is left (each
+    /// connection flushes first) and waits for the sink's posts still under way until that
+    /// same deadline.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let Gateway { shared, mpush, api, purge } = self;
-        let api_task = tokio::spawn(api::serve(shared.clone(), api, stop_rx.clone()));
+        let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+        let (api_stop_tx, api_stop_rx) = watch::channel(false);
+        let Gateway { shared, mpush, api, purge, drain_timeout } = self;
+        let api_task = tokio::spawn(api::serve(shared.clone(), api, api_stop_rx));
         let purge_task = purge.map(|store| {
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -264,6 +312,7 @@ impl Gateway {
                 }
             })
         });
+        let connections = TaskTracker::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -278,12 +327,12 @@ impl Gateway {
                                 continue;
                             }
                         };
+                        let active = ActiveConn::new(shared.clone());
                         let shared = shared.clone();
-                        let stop = stop_rx.clone();
-                        shared.active.fetch_add(1, Ordering::Relaxed);
-                        tokio::spawn(async move {
-                            conn::serve(shared.clone(), stream, peer, admission, stop).await;
-                            shared.active.fetch_sub(1, Ordering::Relaxed);
+                        let phase = phase_rx.clone();
+                        connections.spawn(async move {
+                            conn::serve(shared, stream, peer, admission, phase).await;
+                            drop(active);
                         });
                     }
                     Err(e) => {
@@ -296,15 +345,36 @@ impl Gateway {
             }
         }
         drop(mpush);
-        let _ = stop_tx.send(true);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while shared.active.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let deadline = tokio::time::Instant::now() + drain_timeout;
+        tracing::info!(
+            connections = shared.active.load(Ordering::Relaxed),
+            drain_timeout_ms = drain_timeout.as_millis() as u64,
+            "draining"
+        );
+        // The API finishes the requests it has (a push waits for its acks) and takes no more.
+        let _ = api_stop_tx.send(true);
+        let _ = phase_tx.send(Phase::Draining);
+        connections.close();
+        if tokio::time::timeout_at(deadline, connections.wait()).await.is_err() {
+            tracing::warn!(
+                connections = shared.active.load(Ordering::Relaxed),
+                "drain-timeout reached: closing the connections still busy"
+            );
+            let _ = phase_tx.send(Phase::Closing);
+            if tokio::time::timeout(CLOSE_WAIT, connections.wait()).await.is_err() {
+                tracing::warn!("some connections did not finish closing");
+            }
+        }
+        // Upstream pushes still being posted (no-ack ones; auto-ack ones kept their
+        // connection open above): finished, within the same deadline.
+        if tokio::time::timeout_at(deadline, shared.sink.drain()).await.is_err() {
+            tracing::warn!("drain-timeout reached with upstream pushes still being posted (none of them was acked)");
         }
         if let Some(t) = purge_task {
             t.abort();
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), api_task).await;
+        let _ = tokio::time::timeout(CLOSE_WAIT, api_task).await;
+        tracing::info!("stopped");
     }
 
     /// Runs the gateway in a background task; the handle stops it.

@@ -61,6 +61,20 @@ struct Cli {
     /// RSA private-key operations at once, off the async workers; 0: one per core.
     #[arg(long)]
     rsa_workers: Option<usize>,
+    /// HTTP-proxy requests one connection may have under way; one more gets 503 at once
+    /// ([http] max-in-flight).
+    #[arg(long)]
+    max_in_flight: Option<usize>,
+    /// Largest readTimeout a client may ask the HTTP proxy for, ms ([http] max-read-timeout).
+    #[arg(long)]
+    max_read_timeout: Option<u64>,
+    /// Refuse HTTP-proxy requests to hosts that resolve to private, loopback, link-local or
+    /// similar addresses ([http] deny-private-addresses).
+    #[arg(long)]
+    deny_private_addresses: bool,
+    /// On SIGTERM/SIGINT, how long in-flight work may take before connections are closed, ms.
+    #[arg(long)]
+    drain_timeout: Option<u64>,
 }
 
 /// Where the dev-mode key pair is kept when nothing else is configured.
@@ -116,6 +130,18 @@ fn load_config(cli: Cli) -> Result<GatewayConfig, mpush_gateway::GatewayError> {
         if let Some(v) = cli {
             *field = v;
         }
+    }
+    if let Some(v) = cli.max_in_flight {
+        config.http.max_in_flight = v;
+    }
+    if let Some(v) = cli.max_read_timeout {
+        config.http.max_read_timeout = v;
+    }
+    if cli.deny_private_addresses {
+        config.http.deny_private_addresses = true;
+    }
+    if let Some(v) = cli.drain_timeout {
+        config.drain_timeout = v;
     }
     if config.security.private_key.is_none() && config.security.key_file.is_none() {
         config.security.key_file = Some(PathBuf::from(DEFAULT_KEY_FILE));

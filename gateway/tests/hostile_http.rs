@@ -1,8 +1,10 @@
 //! A hostile client against the HTTP proxy's gateway-specific bounds, over real sockets on
 //! 127.0.0.1: the per-connection cap on requests in flight (one more is answered at once with
 //! a raw 503), the cap on `readTimeout`, and requests aborted when their client goes away.
-//! Also: an allowlist entry without a port allows the default port only, and Authorization
-//! and Cookie are dropped on a redirect to another host. The upstreams are raw listeners.
+//! Also: an allowlist entry without a port allows the default port only, Authorization and
+//! Cookie are dropped on a redirect to another host, `deny-private-addresses` refuses a name
+//! that resolves to loopback (and trusts `dns-mapping` targets), and redirect Locations are
+//! resolved as RFC 3986 says. The upstreams are raw listeners.
 
 mod common;
 
@@ -78,6 +80,9 @@ async fn one_request_over_max_in_flight_gets_an_immediate_raw_503() {
         c.http.proxy_enabled = true;
         c.http.allow = vec![format!("127.0.0.1:{}", up.port())];
         c.http.max_in_flight = 2;
+        // The two requests the upstream never answers are in-flight work a stopping gateway
+        // waits for: not for long here.
+        c.drain_timeout = 200;
     })
     .await;
     let mut raw = RawClient::connect(gw.handle.mpush_addr()).await;
@@ -280,5 +285,110 @@ async fn credentials_are_dropped_on_a_redirect_to_another_host_only() {
         let hop = tokio::time::timeout(WAIT, up_seen.recv()).await.expect("in time").expect("hop");
         assert!(hop.has("authorization") && hop.has("cookie"), "{hop:?}");
     }
+    gw.handle.shutdown().await;
+}
+
+fn get(uri: String) -> HttpRequest {
+    HttpRequest { method: HttpMethod::Get, uri, headers: vec![], body: vec![] }
+}
+
+#[tokio::test]
+async fn a_name_resolving_to_loopback_is_refused_only_with_the_private_address_check() {
+    let ok = || "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_owned();
+    let (up, mut seen) = recording_upstream("127.0.0.1", move |_| ok()).await;
+    let port = up.port();
+    let allow = vec![format!("localhost:{port}"), format!("127.0.0.1:{port}"), format!("mapped.test:{port}")];
+    for deny in [true, false] {
+        let allow = allow.clone();
+        let gw = start(move |c| {
+            c.http.proxy_enabled = true;
+            c.http.allow = allow;
+            c.http.deny_private_addresses = deny;
+            c.http.dns_mapping.insert("mapped.test".into(), vec![format!("127.0.0.1:{port}")]);
+        })
+        .await;
+        let mut raw = RawClient::connect(gw.handle.mpush_addr()).await;
+        raw.handshake(&gw.public_key(), "dev-private").await;
+        // "localhost" resolves to loopback (127.0.0.1, perhaps ::1 too).
+        raw.send_sealed(Command::HTTP_PROXY, 5, &get(format!("http://localhost:{port}/by-name")).encode()).await;
+        let r = answer(&mut raw, 5).await;
+        // An IP literal is checked the same way.
+        raw.send_sealed(Command::HTTP_PROXY, 6, &get(format!("http://127.0.0.1:{port}/by-ip")).encode()).await;
+        let literal = answer(&mut raw, 6).await;
+        if deny {
+            assert_eq!((r.status_code, r.reason_phrase.as_deref()), (403, Some("Forbidden")));
+            assert_eq!(literal.status_code, 403);
+        } else {
+            assert_eq!((r.status_code, r.body.as_slice()), (200, &b"ok"[..]));
+            assert_eq!(literal.status_code, 200);
+            for path in ["/by-name", "/by-ip"] {
+                let hop = tokio::time::timeout(WAIT, seen.recv()).await.expect("in time").expect("request");
+                assert!(hop.target.ends_with(path), "{hop:?}");
+            }
+        }
+        // A dns-mapping target is trusted configuration: reached either way.
+        raw.send_sealed(Command::HTTP_PROXY, 7, &get(format!("http://mapped.test:{port}/mapped")).encode()).await;
+        assert_eq!(answer(&mut raw, 7).await.status_code, 200);
+        let hop = tokio::time::timeout(WAIT, seen.recv()).await.expect("in time").expect("mapped request");
+        assert!(hop.target.ends_with("/mapped"), "{hop:?}");
+        // With the check on, nothing but the mapped request reached the upstream.
+        assert!(tokio::time::timeout(Duration::from_millis(200), seen.recv()).await.is_err());
+        gw.handle.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn redirect_locations_resolve_as_rfc_3986() {
+    let ok = || "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_owned();
+    let (other, mut other_seen) = recording_upstream("127.0.0.2", move |_| ok()).await;
+    let (up, mut seen) = recording_upstream("127.0.0.1", move |target| {
+        let path = target.split_once("://").and_then(|(_, r)| r.find('/').map(|i| &r[i..])).unwrap_or(target);
+        let to = match path {
+            "/a/b/relative" => "c?x=1".to_owned(),
+            "/a/b/dots" => "../../up".to_owned(),
+            "/a/b/rooted" => "/rooted-landed".to_owned(),
+            "/a/b/absolute" => format!("http://127.0.0.2:{}/abs-landed", other.port()),
+            "/a/b/scheme-relative" => format!("//127.0.0.2:{}/sr-landed", other.port()),
+            "/a/b/scheme-relative-unlisted" => "//127.0.0.3:1/nope".to_owned(),
+            _ => return ok(),
+        };
+        format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n")
+    })
+    .await;
+    let gw = start(|c| {
+        c.http.proxy_enabled = true;
+        c.http.allow = vec![format!("127.0.0.1:{}", up.port()), format!("127.0.0.2:{}", other.port())];
+    })
+    .await;
+    let mut raw = RawClient::connect(gw.handle.mpush_addr()).await;
+    raw.handshake(&gw.public_key(), "dev-locations").await;
+    let base = format!("http://127.0.0.1:{}", up.port());
+    let mut sid = 10;
+    let mut follow = |path: &'static str| {
+        sid += 1;
+        (sid, get(format!("{base}/a/b/{path}")))
+    };
+    // (first path, where the second request lands: on `up` or on `other`)
+    for (path, landed, on_other) in [
+        // RFC 3986: the last segment is replaced (netty would append: /a/b/relative/c).
+        ("relative", "/a/b/c?x=1", false),
+        ("dots", "/up", false),
+        ("rooted", "/rooted-landed", false),
+        ("absolute", "/abs-landed", true),
+        ("scheme-relative", "/sr-landed", true),
+    ] {
+        let (sid, req) = follow(path);
+        raw.send_sealed(Command::HTTP_PROXY, sid, &req.encode()).await;
+        assert_eq!(answer(&mut raw, sid).await.status_code, 200, "{path}");
+        let first = tokio::time::timeout(WAIT, seen.recv()).await.expect("in time").expect("first hop");
+        assert!(first.target.ends_with(&format!("/a/b/{path}")), "{first:?}");
+        let rx = if on_other { &mut other_seen } else { &mut seen };
+        let second = tokio::time::timeout(WAIT, rx.recv()).await.expect("in time").expect("second hop");
+        assert!(second.target.ends_with(landed), "{path}: {second:?}");
+    }
+    // A scheme-relative Location naming a host off the allowlist: 403, as an absolute one.
+    let (sid, req) = follow("scheme-relative-unlisted");
+    raw.send_sealed(Command::HTTP_PROXY, sid, &req.encode()).await;
+    assert_eq!(answer(&mut raw, sid).await.status_code, 403);
     gw.handle.shutdown().await;
 }

@@ -14,7 +14,9 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use mpush_gateway::http_proxy::{send_plain_http, PlainRequest};
-use mpush_gateway::{Gateway, GatewayConfig, GatewayHandle, GatewayOptions, KeyPair, UpstreamMessage, UpstreamSink};
+use mpush_gateway::{
+    Gateway, GatewayConfig, GatewayHandle, GatewayOptions, KeyPair, Receipt, UpstreamMessage, UpstreamSink,
+};
 use mpush_native_client::{NativeClient, Options};
 use mpush_protocol::{ClientConfig, ClientEvent, RsaPublicKey};
 use tokio::net::TcpListener;
@@ -29,12 +31,13 @@ pub fn keys() -> KeyPair {
     KEYS.get_or_init(|| KeyPair::generate().expect("key generation")).clone()
 }
 
-/// Records upstream pushes.
+/// Records upstream pushes; each counts as stored (acked) once recorded.
 pub struct ChannelSink(pub mpsc::UnboundedSender<UpstreamMessage>);
 
 impl UpstreamSink for ChannelSink {
-    fn deliver(&self, msg: UpstreamMessage) {
+    fn deliver(&self, msg: UpstreamMessage, receipt: Receipt) {
         let _ = self.0.send(msg);
+        receipt.stored();
     }
 }
 
