@@ -41,6 +41,13 @@ pub enum ErrorCode {
     /// mpush-gateway, a missing, expired or wrong bind token) and closed the connection. The
     /// user is not bound again automatically; bind with a fresh token.
     BindRefused,
+    /// A connection attempt failed before the WebSocket opened. The browser does not say why
+    /// (close code 1006 for a refused origin, a wrong path and a proxy that is down alike), so
+    /// the message names the usual causes.
+    ConnectFailed,
+    /// The client gave up after `reconnect.maxAttempts` failed reconnect attempts in a row;
+    /// `cause` is the last attempt's error.
+    AttemptLimit,
 }
 
 impl ErrorCode {
@@ -61,6 +68,8 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::HandshakeRefused => "HANDSHAKE_REFUSED",
             ErrorCode::BindRefused => "BIND_REFUSED",
+            ErrorCode::ConnectFailed => "CONNECT_FAILED",
+            ErrorCode::AttemptLimit => "ATTEMPT_LIMIT",
         }
     }
 }
@@ -72,6 +81,24 @@ pub fn js_error(code: ErrorCode, message: &str) -> JsValue {
     // Reflect::set on a fresh Error object cannot fail.
     let _ = Reflect::set(&e, &"code".into(), &code.as_str().into());
     e.into()
+}
+
+/// Sets `cause` (the error that led to `e`, as `new Error(msg, { cause })` does).
+pub fn with_cause(e: JsValue, cause: &JsValue) -> JsValue {
+    let _ = Reflect::set(&e, &"cause".into(), cause);
+    e
+}
+
+/// Puts the name of the API method that failed in front of an error's message ("push: not
+/// connected"), so a failure in a chain of calls names its call. Messages that already start
+/// with it are left alone.
+pub fn in_method(method: &str, e: JsValue) -> JsValue {
+    let msg = Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string()).unwrap_or_default();
+    let prefix = [method, ": "].concat();
+    if !msg.starts_with(&prefix) {
+        let _ = Reflect::set(&e, &"message".into(), &[prefix, msg].concat().into());
+    }
+    e
 }
 
 /// Sets `serverCode` and `serverReason` (MPUSH's error code and reason text).

@@ -10,8 +10,8 @@ use wasm_bindgen::prelude::*;
 use crate::errors::{js_error, ErrorCode};
 
 /// The events a client emits.
-pub const EVENT_NAMES: [&str; 9] =
-    ["state", "connect", "heartbeat", "push", "kick", "bind", "unbind", "error", "disconnect"];
+pub const EVENT_NAMES: [&str; 10] =
+    ["state", "connect", "reconnecting", "heartbeat", "push", "kick", "bind", "unbind", "error", "disconnect"];
 
 #[wasm_bindgen]
 extern "C" {
@@ -102,8 +102,9 @@ pub fn ack_mode_name(m: AckMode) -> &'static str {
     }
 }
 
-/// Sends the ack of a push id (the driver's `ack`).
-pub type Acker = Rc<dyn Fn(i32) -> Result<(), JsValue>>;
+/// Sends the ack of a push id; `Ok(false)` when the push no longer waits for one (acked with
+/// `client.ack(id)` already, or received before a reconnect).
+pub type Acker = Rc<dyn Fn(i32) -> Result<bool, JsValue>>;
 
 /// A push from the server, as "push" listeners receive it.
 #[wasm_bindgen(js_name = MPushMessage)]
@@ -159,10 +160,10 @@ impl PushMessage {
         if self.acked {
             return Ok(false);
         }
-        let acker = self.acker.as_ref().ok_or_else(|| js_error(ErrorCode::NotConnected, "client is gone"))?;
-        acker(self.id)?;
+        let acker = self.acker.as_ref().ok_or_else(|| js_error(ErrorCode::NotConnected, "ack: client is gone"))?;
+        let sent = acker(self.id)?;
         self.acked = true;
-        Ok(true)
+        Ok(sent)
     }
 }
 
@@ -195,7 +196,7 @@ mod tests {
         let s = sent.clone();
         let acker: Acker = Rc::new(move |id| {
             s.borrow_mut().push(id);
-            Ok(())
+            Ok(true)
         });
         let mut biz = PushMessage::new(b"x", 9, AckMode::Biz, Some(acker.clone()));
         assert_eq!(biz.ack_mode(), "biz");

@@ -81,10 +81,17 @@ fn request_body(v: &JsValue) -> Result<(Vec<u8>, Option<&'static str>), JsValue>
 
 /// Content bytes for `push`: a string (UTF-8), `ArrayBuffer`, typed array or `DataView`.
 pub fn body_bytes(v: &JsValue) -> Result<Vec<u8>, JsValue> {
+    let bad = || invalid("push: content must be a string, ArrayBuffer, typed array or DataView");
     if v.is_undefined() || v.is_null() || v.dyn_ref::<web_sys::UrlSearchParams>().is_some() {
-        return Err(invalid("push: content must be a string, ArrayBuffer, typed array or DataView"));
+        return Err(bad());
     }
-    request_body(v).map(|(b, _)| b)
+    // The checks are fetch's, but the message must name push.
+    request_body(v).map(|(b, _)| b).map_err(|_| bad())
+}
+
+/// What `Response.url` shows for a request URI: the URI without its fragment, as `fetch` does.
+pub fn response_url(uri: &str) -> String {
+    uri.split('#').next().unwrap_or(uri).to_owned()
 }
 
 /// Builds the MPUSH request from `fetch(input, init)` arguments. `init.timeout` (ms) becomes
@@ -127,7 +134,9 @@ fn null_body_status(status: u16) -> bool {
 
 /// A `Response` from the MPUSH answer. Header lines the browser rejects are dropped; a reason
 /// phrase it rejects becomes empty; statuses outside 200..=599 are a `PROTOCOL_ERROR`.
-pub fn build_response(r: &HttpResponse) -> Result<web_sys::Response, JsValue> {
+/// `url` becomes `Response.url` (read-only on a constructed `Response`, so it is defined on the
+/// object itself).
+pub fn build_response(r: &HttpResponse, url: Option<&str>) -> Result<web_sys::Response, JsValue> {
     let status = u16::try_from(r.status_code).ok().filter(|s| (200..=599).contains(s)).ok_or_else(|| {
         js_error(ErrorCode::ProtocolError, &["fetch: unusable HTTP status ", &r.status_code.to_string()].concat())
     })?;
@@ -143,7 +152,13 @@ pub fn build_response(r: &HttpResponse) -> Result<web_sys::Response, JsValue> {
         init.set_headers(&headers);
         web_sys::Response::new_with_opt_js_u8_array_and_init(body.as_ref(), &init)
     };
-    make(r.reason_phrase.as_deref().unwrap_or("")).or_else(|_| make(""))
+    let resp = make(r.reason_phrase.as_deref().unwrap_or("")).or_else(|_| make(""))?;
+    if let Some(url) = url {
+        let desc = js_sys::Object::new();
+        let _ = Reflect::set(&desc, &"value".into(), &url.into());
+        let _ = js_sys::Object::define_property(&resp, &"url".into(), &desc);
+    }
+    Ok(resp)
 }
 
 #[cfg(all(test, target_arch = "wasm32"))]
@@ -206,8 +221,9 @@ mod tests {
             headers: vec![("content-type".into(), "text/plain".into()), ("bad header".into(), "x".into())],
             body: b"hi".to_vec(),
         };
-        let resp = build_response(&r).unwrap();
+        let resp = build_response(&r, Some("http://a/x?y=1")).unwrap();
         assert_eq!((resp.status(), resp.status_text(), resp.ok()), (201, "Created".to_string(), true));
+        assert_eq!(resp.url(), "http://a/x?y=1");
         assert_eq!(resp.headers().get("content-type").unwrap().as_deref(), Some("text/plain"));
         // 204 and 304 must not carry a body; a bad reason phrase falls back to "".
         for status in [204, 304] {
@@ -217,11 +233,11 @@ mod tests {
                 headers: vec![],
                 body: b"zz".to_vec(),
             };
-            let resp = build_response(&r).unwrap();
+            let resp = build_response(&r, None).unwrap();
             assert_eq!(resp.status(), status as u16);
             assert!(Reflect::get(&resp, &"body".into()).unwrap().is_null());
         }
         let r = HttpResponse { status_code: 42, reason_phrase: None, headers: vec![], body: vec![] };
-        assert_eq!(code_of(&build_response(&r).unwrap_err()).as_deref(), Some("PROTOCOL_ERROR"));
+        assert_eq!(code_of(&build_response(&r, None).unwrap_err()).as_deref(), Some("PROTOCOL_ERROR"));
     }
 }

@@ -35,8 +35,10 @@ use std::rc::Rc;
 
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 use crate::driver::{enter, Driver, Shared};
+use crate::errors::js_error;
 use crate::events::Listeners;
 use crate::options::Options;
 
@@ -59,6 +61,22 @@ impl MPushClient {
         f(&self.driver.borrow())
     }
 
+    /// A string argument of `method`: `None` for undefined/null when it is optional; anything
+    /// else that is not a string is an `INVALID_ARGUMENT` naming the method and the argument
+    /// (wasm-bindgen itself would turn `bind(42)` into the user "42").
+    fn string_arg(method: &str, name: &str, v: &JsValue, optional: bool) -> Result<Option<String>, JsValue> {
+        if optional && (v.is_undefined() || v.is_null()) {
+            return Ok(None);
+        }
+        match v.as_string() {
+            Some(s) if optional || !s.is_empty() => Ok(Some(s)),
+            _ => {
+                let what = if optional { " must be a string" } else { " must be a non-empty string" };
+                Err(js_error(ErrorCode::InvalidArgument, &[method, ": ", name, what].concat()))
+            }
+        }
+    }
+
     /// Test hook (not exported to JS): sends a text frame, which `mpush-proxy` answers by
     /// closing the WebSocket, so tests can watch a server-side drop and the reconnect.
     #[doc(hidden)]
@@ -77,10 +95,15 @@ impl MPushClient {
         Ok(MPushClient { driver: Driver::new(opts, listeners.clone())?, listeners })
     }
 
-    /// Adds a listener: "state", "connect", "heartbeat", "push", "kick", "bind", "unbind",
-    /// "error" or "disconnect". Exceptions thrown by listeners are logged with `console.error`.
-    pub fn on(&self, event: &str, listener: Function) -> Result<(), JsValue> {
-        self.listeners.borrow_mut().add(event, listener)
+    /// Adds a listener: "state", "connect", "reconnecting", "heartbeat", "push", "kick",
+    /// "bind", "unbind", "error" or "disconnect". Exceptions thrown by listeners are logged
+    /// with `console.error`.
+    pub fn on(&self, event: JsValue, listener: JsValue) -> Result<(), JsValue> {
+        let event = Self::string_arg("on", "event", &event, false)?.unwrap_or_default();
+        let listener = listener
+            .dyn_into::<Function>()
+            .map_err(|_| js_error(ErrorCode::InvalidArgument, "on: listener must be a function"))?;
+        self.listeners.borrow_mut().add(&event, listener)
     }
 
     /// The event names `on` accepts. The tab-sharing facade (client-wasm/js/shared.js)
@@ -117,9 +140,13 @@ impl MPushClient {
     /// user bound on this connection is unbound first. `bind(userId, tags?, alias?)` or
     /// `bind(userId, { tags, alias, token })`: a bind token from the application's backend
     /// travels as the bind's data; a refusal rejects with `BIND_REFUSED`.
-    pub fn bind(&self, user_id: String, tags: JsValue, alias: JsValue) -> Promise {
-        match crate::options::bind_args(&tags, &alias) {
-            Ok((tags, data)) => self.call(|d| d.bind(&user_id, tags, data)),
+    pub fn bind(&self, user_id: JsValue, tags: JsValue, alias: JsValue) -> Promise {
+        let args = (|| {
+            let (tags, data) = crate::options::bind_args(&tags, &alias)?;
+            Ok::<_, JsValue>((Self::string_arg("bind", "userId", &user_id, false)?.unwrap_or_default(), tags, data))
+        })();
+        match args {
+            Ok((user_id, tags, alias)) => self.call(|d| d.bind(&user_id, tags, alias)),
             Err(e) => Promise::reject(&e),
         }
     }
@@ -134,9 +161,14 @@ impl MPushClient {
         self.call(|d| d.push(&content, &options))
     }
 
-    /// Acknowledges a push with ack mode "biz" by id.
-    pub fn ack(&self, push_id: i32) -> Result<(), JsValue> {
-        enter(&self.driver, |d| d.ack(push_id))?
+    /// Acknowledges a push with ack mode "biz" by id; throws `INVALID_ARGUMENT` for an id that
+    /// is not waiting for an ack on this connection, `NOT_CONNECTED` without a connection.
+    pub fn ack(&self, push_id: JsValue) -> Result<(), JsValue> {
+        let id = push_id
+            .as_f64()
+            .filter(|n| n.fract() == 0.0 && *n >= f64::from(i32::MIN) && *n <= f64::from(i32::MAX))
+            .ok_or_else(|| js_error(ErrorCode::InvalidArgument, "ack: pushId must be a push's id (an integer)"))?;
+        enter(&self.driver, |d| d.ack(id as i32))?
     }
 
     /// An HTTP request performed by the MPUSH server; resolves with a `Response`.
@@ -151,7 +183,7 @@ impl MPushClient {
         }
     }
 
-    /// "connecting", "handshaking", "ready", "reconnecting" or "closed".
+    /// "connecting", "handshaking", "ready", "reconnecting", "offline" or "closed".
     #[wasm_bindgen(getter)]
     pub fn state(&self) -> String {
         self.read(|d| d.state().as_str().into())
@@ -174,6 +206,13 @@ impl MPushClient {
     #[wasm_bindgen(getter = lastConnectWasFast)]
     pub fn last_connect_was_fast(&self) -> bool {
         self.read(Driver::last_connect_was_fast)
+    }
+
+    /// The user the server confirmed bound on the current connection (`undefined` when none:
+    /// before the bind's answer, after `unbind()`, a kick, or while disconnected).
+    #[wasm_bindgen(getter = userId)]
+    pub fn user_id(&self) -> Option<String> {
+        self.read(|d| d.bound_user().map(str::to_owned))
     }
 
     /// The device id sent to the server.

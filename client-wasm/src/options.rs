@@ -45,6 +45,9 @@ pub struct Options {
     pub storage_key: String,
     /// Reconnect delays `(min, max)` in ms, or `None` for no reconnects.
     pub reconnect: Option<(f64, f64)>,
+    /// `reconnect.maxAttempts`: failed reconnect attempts in a row after which the client gives
+    /// up (`ATTEMPT_LIMIT`); `None` for no limit.
+    pub max_attempts: Option<u32>,
     /// Request timeout, ms.
     pub request_timeout: u64,
     /// Time allowed for opening the WebSocket plus handshake or fast connect, ms.
@@ -82,6 +85,18 @@ fn opt_ms(obj: &JsValue, name: &str, min: f64, max: f64) -> Result<Option<f64>, 
             &["must be a number of milliseconds in ", &(min as u64).to_string(), "..", &(max as u64).to_string()]
                 .concat(),
         )),
+    }
+}
+
+/// A whole number of attempts, 1 or more (`Infinity`, `undefined` and `null` mean no limit).
+fn opt_count(obj: &JsValue, name: &str) -> Result<Option<u32>, JsValue> {
+    let v = field(obj, name);
+    if v.is_undefined() || v.is_null() || v.as_f64() == Some(f64::INFINITY) {
+        return Ok(None);
+    }
+    match v.as_f64() {
+        Some(n) if n.fract() == 0.0 && (1.0..=MAX_TIMEOUT).contains(&n) => Ok(Some(n as u32)),
+        _ => Err(invalid(["reconnect.", name].concat().as_str(), "must be a whole number of attempts, 1 or more")),
     }
 }
 
@@ -174,6 +189,7 @@ impl Options {
             (None, None) => (DEFAULT_HEARTBEAT, DEFAULT_HEARTBEAT),
         };
 
+        let mut max_attempts = None;
         let reconnect = {
             let v = field(obj, "reconnect");
             if v.is_undefined() || v.is_null() || v.as_bool() == Some(true) {
@@ -186,9 +202,10 @@ impl Options {
                 if max < min {
                     return Err(invalid("reconnect.maxDelay", "must not be below reconnect.minDelay"));
                 }
+                max_attempts = opt_count(&v, "maxAttempts")?;
                 Some((min, max))
             } else {
-                return Err(invalid("reconnect", "must be false or { minDelay, maxDelay }"));
+                return Err(invalid("reconnect", "must be true, false or { minDelay, maxDelay, maxAttempts }"));
             }
         };
 
@@ -207,6 +224,7 @@ impl Options {
             storage: Storage::from_option(&field(obj, "storage"))?,
             storage_key: opt_string(obj, "storageKey")?.unwrap_or_else(|| DEFAULT_STORAGE_KEY.into()),
             reconnect,
+            max_attempts,
             request_timeout: opt_ms(obj, "requestTimeout", 1.0, MAX_TIMEOUT)?.unwrap_or(10_000.0) as u64,
             connect_timeout: opt_ms(obj, "connectTimeout", 1.0, MAX_TIMEOUT)?.unwrap_or(10_000.0) as u64,
             max_packet_size: max_packet_size(obj)?,
@@ -254,6 +272,9 @@ mod tests {
         assert_eq!(o.reconnect, Some((100.0, 20_000.0)));
         assert_eq!(o.request_timeout, 5000);
         assert_eq!(opts("reconnect: false").unwrap().reconnect, None);
+        assert_eq!(opts("reconnect: { maxAttempts: 3 }").unwrap().max_attempts, Some(3));
+        assert_eq!(opts("reconnect: { maxAttempts: Infinity }").unwrap().max_attempts, None);
+        assert_eq!(opts("").unwrap().max_attempts, None);
         assert_eq!(opts("maxPacketSize: 65536").unwrap().max_packet_size, 65_536);
     }
 
@@ -302,6 +323,9 @@ mod tests {
             "maxHeartbeat: 'x'",
             "reconnect: { minDelay: 1000, maxDelay: 10 }",
             "reconnect: 5",
+            "reconnect: { maxAttempts: 0 }",
+            "reconnect: { maxAttempts: 1.5 }",
+            "reconnect: { maxAttempts: '3' }",
             "requestTimeout: -1",
             "storage: 'disk'",
             "tags: 'x'",

@@ -49,14 +49,17 @@ fn a_new_client_is_closed_with_a_device_id() {
 #[wasm_bindgen_test]
 async fn calls_without_a_connection_fail_with_not_connected() {
     let c = MPushClient::new(options("ws://127.0.0.1:9/mpush", "")).unwrap();
-    assert_eq!(code(&rejected(c.bind("u".into(), None, None)).await), "NOT_CONNECTED");
+    assert_eq!(
+        code(&rejected(c.bind(JsValue::from("u"), JsValue::UNDEFINED, JsValue::UNDEFINED)).await),
+        "NOT_CONNECTED"
+    );
     assert_eq!(code(&rejected(c.unbind()).await), "NOT_CONNECTED");
     assert_eq!(code(&rejected(c.push("x".into(), JsValue::UNDEFINED)).await), "NOT_CONNECTED");
     assert_eq!(code(&rejected(c.fetch("http://a/".into(), JsValue::UNDEFINED)).await), "NOT_CONNECTED");
     let e = rejected(c.fetch("http://a/".into(), js_sys::eval("({ method: 'PATCH' })").unwrap())).await;
     assert_eq!(code(&e), "HTTP_METHOD_UNSUPPORTED");
-    assert_eq!(code(&c.ack(1).unwrap_err()), "NOT_CONNECTED");
-    assert_eq!(code(&c.on("nope", js_sys::Function::new_no_args("")).unwrap_err()), "INVALID_ARGUMENT");
+    assert_eq!(code(&c.ack(1.into()).unwrap_err()), "NOT_CONNECTED");
+    assert_eq!(code(&c.on("nope".into(), js_sys::Function::new_no_args("").into()).unwrap_err()), "INVALID_ARGUMENT");
 }
 
 #[wasm_bindgen_test]
@@ -68,7 +71,7 @@ async fn a_refused_connection_without_reconnect_rejects_connect() {
     let rec = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |s: JsValue| {
         s2.push(&s);
     });
-    c.on("state", rec.as_ref().unchecked_ref::<js_sys::Function>().clone()).unwrap();
+    c.on("state".into(), rec.as_ref().unchecked_ref::<js_sys::Function>().clone().into()).unwrap();
     let e = rejected(c.connect()).await;
     assert_eq!(code(&e), "CONNECTION_LOST");
     assert_eq!(c.state(), "closed");

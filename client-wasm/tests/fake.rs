@@ -93,7 +93,7 @@ fn error_codes(c: &MPushClient) -> Array {
         .call1(&JsValue::NULL, &codes)
         .unwrap()
         .unchecked_into::<Function>();
-    c.on("error", f).unwrap();
+    c.on("error".into(), f.into()).unwrap();
     codes
 }
 

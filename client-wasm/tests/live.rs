@@ -91,7 +91,7 @@ fn next_event(client: &MPushClient, event: &str, ms: u32, body: &str) -> (Functi
     );
     let pair: Array = make.call2(&JsValue::NULL, &event.into(), &ms.into()).unwrap().unchecked_into();
     let f: Function = pair.get(0).unchecked_into();
-    client.on(event, f.clone()).unwrap();
+    client.on(event.into(), f.clone().into()).unwrap();
     (f, pair.get(1).unchecked_into())
 }
 
@@ -144,7 +144,7 @@ async fn connect_bind_push_and_acks() {
     assert_eq!(client.state(), "ready");
 
     let user = unique("live-u");
-    let bound = wait(client.bind(user.clone(), Some("t1".into()), None)).await.unwrap();
+    let bound = wait(client.bind(user.clone().into(), "t1".into(), JsValue::UNDEFINED)).await.unwrap();
     assert_eq!(get(&bound, "userId").as_string().as_deref(), Some(user.as_str()));
 
     for (ack, body) in [("none", ""), ("auto", ""), ("biz", "v.ack()")] {
@@ -198,7 +198,7 @@ async fn reconnects_with_fast_connect_and_rebinds_after_the_proxy_drops_the_sock
     let client = MPushClient::new(options(&e, &store, "")).unwrap();
     wait(client.connect()).await.unwrap();
     let user = unique("live-r");
-    wait(client.bind(user.clone(), None, None)).await.unwrap();
+    wait(client.bind(JsValue::from(user.clone()), JsValue::UNDEFINED, JsValue::UNDEFINED)).await.unwrap();
 
     // A text frame breaks the proxy's framing contract: it closes the WebSocket (1003).
     let reconnected = expect_event(&client, "connect", 10_000, "", async { client.debug_send_text("not mpush") }).await;
@@ -226,11 +226,11 @@ async fn a_second_device_binding_the_same_user_kicks_the_first() {
     let user = unique("live-k");
     let first = MPushClient::new(options(&e, &map_store(), "")).unwrap();
     wait(first.connect()).await.unwrap();
-    wait(first.bind(user.clone(), None, None)).await.unwrap();
+    wait(first.bind(JsValue::from(user.clone()), JsValue::UNDEFINED, JsValue::UNDEFINED)).await.unwrap();
     let second = MPushClient::new(options(&e, &map_store(), "")).unwrap();
     wait(second.connect()).await.unwrap();
     let kick = expect_event(&first, "kick", 5000, "", async {
-        wait(second.bind(user.clone(), None, None)).await.unwrap();
+        wait(second.bind(JsValue::from(user.clone()), JsValue::UNDEFINED, JsValue::UNDEFINED)).await.unwrap();
     })
     .await;
     assert_eq!(get(&kick, "userId").as_string().as_deref(), Some(user.as_str()));
@@ -291,7 +291,7 @@ async fn an_online_event_probes_a_healthy_connection_without_dropping_it() {
     let rec = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| {
         d2.push(&v);
     });
-    client.on("disconnect", rec.as_ref().unchecked_ref::<Function>().clone()).unwrap();
+    client.on("disconnect".into(), rec.as_ref().unchecked_ref::<Function>().clone().into()).unwrap();
     // The probe is a heartbeat the server echoes within the probe timeout (1 s here).
     let dispatch: Function = get(&js_sys::global(), "dispatchEvent").unchecked_into();
     dispatch.call1(&js_sys::global(), &js("new Event('online')")).unwrap();
@@ -327,8 +327,8 @@ async fn binding_another_user_moves_the_pushes_to_it() {
     let client = MPushClient::new(options(&e, &map_store(), "")).unwrap();
     wait(client.connect()).await.unwrap();
     let (a, b) = (unique("live-a"), unique("live-b"));
-    wait(client.bind(a.clone(), None, None)).await.unwrap();
-    let bound = wait(client.bind(b.clone(), None, None)).await.unwrap();
+    wait(client.bind(JsValue::from(a.clone()), JsValue::UNDEFINED, JsValue::UNDEFINED)).await.unwrap();
+    let bound = wait(client.bind(JsValue::from(b.clone()), JsValue::UNDEFINED, JsValue::UNDEFINED)).await.unwrap();
     assert_eq!(get(&bound, "userId").as_string().as_deref(), Some(b.as_str()));
     // The first user was unbound first: it is offline now.
     assert_ne!(first_result(&push_api(&e, &a, "to a", "none").await), "success");
@@ -346,11 +346,11 @@ async fn a_kicked_client_does_not_take_the_user_back_until_it_binds_again() {
     let user = unique("live-kb");
     let first = MPushClient::new(options(&e, &map_store(), "")).unwrap();
     wait(first.connect()).await.unwrap();
-    wait(first.bind(user.clone(), None, None)).await.unwrap();
+    wait(first.bind(JsValue::from(user.clone()), JsValue::UNDEFINED, JsValue::UNDEFINED)).await.unwrap();
     let second = MPushClient::new(options(&e, &map_store(), "")).unwrap();
     wait(second.connect()).await.unwrap();
     expect_event(&first, "kick", 5000, "", async {
-        wait(second.bind(user.clone(), None, None)).await.unwrap();
+        wait(second.bind(JsValue::from(user.clone()), JsValue::UNDEFINED, JsValue::UNDEFINED)).await.unwrap();
     })
     .await;
     let e2 = wait(first.unbind()).await.unwrap_err();
@@ -363,7 +363,7 @@ async fn a_kicked_client_does_not_take_the_user_back_until_it_binds_again() {
     let rec = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| {
         k2.push(&v);
     });
-    second.on("kick", rec.as_ref().unchecked_ref::<Function>().clone()).unwrap();
+    second.on("kick".into(), rec.as_ref().unchecked_ref::<Function>().clone().into()).unwrap();
     expect_event(&first, "connect", 10_000, "", async { first.debug_send_text("drop me") }).await;
     sleep(300).await;
     assert_eq!(kicks.length(), 0, "the reconnect must not take the user back");
@@ -375,7 +375,7 @@ async fn a_kicked_client_does_not_take_the_user_back_until_it_binds_again() {
 
     // An explicit bind takes it back: the second is kicked, pushes go to the first.
     expect_event(&second, "kick", 5000, "", async {
-        wait(first.bind(user.clone(), None, None)).await.unwrap();
+        wait(first.bind(JsValue::from(user.clone()), JsValue::UNDEFINED, JsValue::UNDEFINED)).await.unwrap();
     })
     .await;
     let (f, p) = next_event(&first, "push", 5000, "");

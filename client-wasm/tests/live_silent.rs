@@ -108,7 +108,7 @@ fn next_event(client: &MPushClient, event: &str, ms: f64) -> (Function, Promise)
     );
     let pair: Array = make.call2(&JsValue::NULL, &event.into(), &ms.into()).unwrap().unchecked_into();
     let f: Function = pair.get(0).unchecked_into();
-    client.on(event, f.clone()).unwrap();
+    client.on(event.into(), f.clone().into()).unwrap();
     (f, pair.get(1).unchecked_into())
 }
 
@@ -160,7 +160,7 @@ async fn a_silent_upstream_is_detected_by_the_heartbeat_and_the_client_reconnect
     let client = client(&e, "requestTimeout: 5000");
     let info = wait(client.connect()).await.unwrap();
     assert_eq!(get(&info, "heartbeat").as_f64(), Some(HEARTBEAT), "the gateway must grant the 3 s heartbeat");
-    wait(client.bind(user.clone(), None, None)).await.unwrap();
+    wait(client.bind(JsValue::from(user.clone()), JsValue::UNDEFINED, JsValue::UNDEFINED)).await.unwrap();
     let accepted = relay_accepted(&e).await;
 
     // Registered first, so nothing is missed; the bound is counted from the silence.

@@ -7,6 +7,7 @@
 //! any client method.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
 use js_sys::{ArrayBuffer, Function, Promise, Reflect, Uint8Array};
@@ -20,7 +21,9 @@ use web_sys::{BinaryType, WebSocket};
 
 use crate::backoff::Backoff;
 use crate::browser::{self, deferred, now};
-use crate::errors::{client_error, client_error_message, js_error, request_error, server_error, ErrorCode};
+use crate::errors::{
+    client_error, client_error_message, in_method, js_error, request_error, server_error, with_cause, ErrorCode,
+};
 use crate::events::{self, connect_info, object, Acker, Listeners, PushMessage};
 use crate::fetch;
 use crate::options::Options;
@@ -38,6 +41,14 @@ const LATE_MS: f64 = 10_000.0;
 const PROBE_IDLE_MS: f64 = 10_000.0;
 /// Close code for connections the client gives up on (dead, broken, timed out).
 const CLOSE_ABNORMAL: u16 = 4000;
+/// Unacked "biz" push ids remembered for `ack()`'s check; older ones are forgotten (and
+/// their ack then refused) rather than kept without bound for an app that never acks.
+const MAX_AWAITING_ACK: usize = 1024;
+/// What a failed attempt that never opened usually means; the browser reports all of these
+/// as close code 1006 without a reason.
+const NEVER_OPENED_HINT: &str = "the WebSocket closed before it opened. Usual causes: the proxy does not allow this \
+     page's origin (mpush-proxy --allowed-origin), the URL path is not the proxy's WebSocket path \
+     (ws_path, default /mpush), or the proxy is down or unreachable";
 
 /// The connection state JS sees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,8 +59,11 @@ pub enum State {
     Handshaking,
     /// Session established.
     Ready,
-    /// Waiting to reconnect (backoff, offline, or page in the back/forward cache).
+    /// Waiting to reconnect (backoff, or page in the back/forward cache).
     Reconnecting,
+    /// The browser reports no network (`navigator.onLine` false): no attempts until it is
+    /// back. An open connection is kept and probed at once when the network returns.
+    Offline,
     /// Not connected and not trying.
     Closed,
 }
@@ -62,6 +76,7 @@ impl State {
             State::Handshaking => "handshaking",
             State::Ready => "ready",
             State::Reconnecting => "reconnecting",
+            State::Offline => "offline",
             State::Closed => "closed",
         }
     }
@@ -77,6 +92,10 @@ pub enum Effect {
 
 struct Request {
     id: RequestId,
+    /// The API method that made it, named in its errors ("bind: request timed out").
+    method: &'static str,
+    /// For `fetch`: the URL the `Response` reports as `url`.
+    url: Option<String>,
     resolve: Function,
     reject: Function,
 }
@@ -161,11 +180,16 @@ pub struct Driver {
     /// The `userId` option's bind, until an explicit bind/unbind or a kick replaces it.
     auto_bind: Option<(String, Option<String>, Option<String>)>,
     reconnect: Option<Backoff>,
+    /// `reconnect.maxAttempts`.
+    max_attempts: Option<u32>,
     connect_timeout: f64,
     probe_timeout: f64,
     session: ClientSession,
     state: State,
     socket: Option<WebSocket>,
+    /// Whether the current socket reached "open": a close before it means the attempt never
+    /// got through (origin, path, proxy down), which the browser does not tell apart.
+    socket_opened: bool,
     timer: Option<(JsValue, f64)>,
     page_listening: bool,
     reconnect_at: Option<f64>,
@@ -179,6 +203,11 @@ pub struct Driver {
     last_heartbeat_at: Option<f64>,
     last_fast: bool,
     last_error: Option<JsValue>,
+    /// Ids of "biz" pushes received on this connection and not acked yet (oldest first, at
+    /// most [`MAX_AWAITING_ACK`]), so `ack()` of any other id can say so.
+    awaiting_ack: VecDeque<i32>,
+    /// The user the server confirmed bound on this connection.
+    bound_user: Option<String>,
     /// The last attempt failed in a way a retry cannot fix (the server refused the handshake):
     /// when its connection is gone, give up instead of reconnecting.
     fatal: bool,
@@ -226,11 +255,13 @@ impl Driver {
                 device_id,
                 auto_bind,
                 reconnect: opts.reconnect.map(|(min, max)| Backoff::new(min, max)),
+                max_attempts: opts.max_attempts,
                 connect_timeout: opts.connect_timeout as f64,
                 probe_timeout: opts.request_timeout.min(10_000) as f64,
                 session,
                 state: State::Closed,
                 socket: None,
+                socket_opened: false,
                 timer: None,
                 page_listening: false,
                 reconnect_at: None,
@@ -243,6 +274,8 @@ impl Driver {
                 last_heartbeat_at: None,
                 last_fast: false,
                 last_error: None,
+                awaiting_ack: VecDeque::new(),
+                bound_user: None,
                 fatal: false,
                 closing_reason: "connection closed",
                 waiters: Vec::new(),
@@ -273,6 +306,11 @@ impl Driver {
     /// Whether the last established session was a fast connect.
     pub fn last_connect_was_fast(&self) -> bool {
         self.last_fast
+    }
+
+    /// The user the server confirmed bound on the current connection.
+    pub fn bound_user(&self) -> Option<&str> {
+        self.bound_user.as_deref()
     }
 
     /// The device id in use.

@@ -34,22 +34,36 @@ impl Driver {
     }
 
     pub(super) fn on_online(&mut self) {
-        if self.suspended {
+        if self.suspended || self.state == State::Closed {
             return;
         }
-        match self.state {
-            State::Connecting | State::Reconnecting if self.socket.is_none() => self.open_socket(),
-            // The network changed under an open socket: make sure it still works.
-            State::Ready => self.probe(now(), true),
-            _ => {}
+        if self.socket.is_none() {
+            // Waiting (offline, or in backoff): try now.
+            if self.state == State::Offline {
+                self.set_state(State::Reconnecting);
+            }
+            self.open_socket();
+        } else if self.connect_deadline.is_none() {
+            // A session that lived through the outage (or a network change under an open
+            // socket): probe it now rather than at the next heartbeat, minutes away. No answer
+            // within the probe timeout drops it and reconnects.
+            self.set_state(State::Ready);
+            self.probe(now(), true);
+        } else if self.state == State::Offline {
+            self.set_state(if self.socket_opened { State::Handshaking } else { State::Reconnecting });
         }
         self.arm();
     }
 
     pub(super) fn on_offline(&mut self) {
+        if self.suspended || self.state == State::Closed {
+            return;
+        }
         if self.socket.is_none() {
             self.reconnect_at = None;
         }
+        // An open socket is kept: the network may come back before it breaks (a Wi-Fi hop).
+        self.set_state(State::Offline);
         self.arm();
     }
 

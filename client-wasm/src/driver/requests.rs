@@ -31,11 +31,16 @@ impl Driver {
         p
     }
 
-    pub(super) fn request(&mut self, r: Result<RequestId, JsValue>) -> Promise {
+    /// Registers a request's promise; errors (now or later) name `method`.
+    pub(super) fn request(&mut self, method: &'static str, r: Result<RequestId, JsValue>) -> Promise {
+        self.request_for(method, None, r)
+    }
+
+    fn request_for(&mut self, method: &'static str, url: Option<String>, r: Result<RequestId, JsValue>) -> Promise {
         let (p, resolve, reject) = deferred();
         match r {
-            Ok(id) => self.requests.push(Request { id, resolve, reject }),
-            Err(e) => self.out.push(Effect::Settle(reject, e)),
+            Ok(id) => self.requests.push(Request { id, method, url, resolve, reject }),
+            Err(e) => self.out.push(Effect::Settle(reject, in_method(method, e))),
         }
         self.flush();
         self.arm();
@@ -46,21 +51,27 @@ impl Driver {
     pub fn bind(&mut self, user_id: &str, tags: Option<String>, alias: Option<String>) -> Promise {
         self.auto_bind = None;
         let r = self.session.bind(now() as u64, user_id, alias.as_deref(), tags.as_deref());
-        self.request(r.map_err(|e| client_error(&e)))
+        self.request("bind", r.map_err(|e| client_error(&e)))
     }
 
     /// `unbind()`.
     pub fn unbind(&mut self) -> Promise {
         self.auto_bind = None;
         let r = self.session.unbind(now() as u64);
-        self.request(r.map_err(|e| client_error(&e)))
+        self.request("unbind", r.map_err(|e| client_error(&e)))
     }
 
     /// `push(content, { ack })`: resolves when sent ("none") or acked by the server ("auto").
     pub fn push(&mut self, content: &JsValue, options: &JsValue) -> Promise {
         let r = (|| {
             let bytes = fetch::body_bytes(content)?;
-            let ack = if options.is_object() { Reflect::get(options, &"ack".into())? } else { JsValue::UNDEFINED };
+            let ack = if options.is_undefined() || options.is_null() {
+                JsValue::UNDEFINED
+            } else if options.is_object() {
+                Reflect::get(options, &"ack".into())?
+            } else {
+                return Err(js_error(ErrorCode::InvalidArgument, "push: options must be an object ({ ack })"));
+            };
             let mode = match ack.as_string().as_deref() {
                 None if ack.is_undefined() => AckMode::None,
                 Some("none") => AckMode::None,
@@ -71,29 +82,101 @@ impl Driver {
             self.session.push(now() as u64, bytes, mode).map_err(|e| client_error(&e))
         })();
         match r {
-            Ok(Some(id)) => self.request(Ok(id)),
+            Ok(Some(id)) => self.request("push", Ok(id)),
             Ok(None) => {
                 self.flush();
                 self.arm();
                 Promise::resolve(&JsValue::UNDEFINED)
             }
-            Err(e) => Promise::reject(&e),
+            Err(e) => Promise::reject(&in_method("push", e)),
         }
     }
 
-    /// `ack(pushId)` for biz-ack pushes.
+    /// `ack(pushId)` for biz-ack pushes: only ids of "biz" pushes received on this connection
+    /// and not acked yet are accepted (an ack of any other id would be sent for nothing).
     pub fn ack(&mut self, push_id: i32) -> Result<(), JsValue> {
-        self.session.ack(now() as u64, push_id).map_err(|e| client_error(&e))?;
-        self.flush();
-        self.arm();
+        if !self.ack_awaited(push_id)? {
+            let msg = [
+                "ack: push ",
+                &push_id.to_string(),
+                " is not waiting for an ack on this connection (unknown id, not a \"biz\" push, acked \
+                 already, or received before a reconnect)",
+            ]
+            .concat();
+            return Err(js_error(ErrorCode::InvalidArgument, &msg));
+        }
         Ok(())
     }
 
-    /// `fetch(input, init)` through the HTTP tunnel.
+    /// Sends the ack if `push_id` waits for one; `Ok(false)` if it does not.
+    fn ack_awaited(&mut self, push_id: i32) -> Result<bool, JsValue> {
+        if self.socket.is_none() || self.connect_deadline.is_some() {
+            return Err(js_error(ErrorCode::NotConnected, "ack: not connected"));
+        }
+        let Some(i) = self.awaiting_ack.iter().position(|id| *id == push_id) else { return Ok(false) };
+        self.session.ack(now() as u64, push_id).map_err(|e| in_method("ack", client_error(&e)))?;
+        self.awaiting_ack.remove(i);
+        self.flush();
+        self.arm();
+        Ok(true)
+    }
+
+    /// `fetch(input, init)` through the HTTP tunnel. A `Request` as `input` is read first (its
+    /// body is a promise), merged with `init` as `new Request(input, init)` would.
     pub fn fetch(&mut self, input: &JsValue, init: &JsValue) -> Promise {
-        let r = fetch::build_request(input, init)
-            .and_then(|req| self.session.http_request(now() as u64, req).map_err(|e| client_error(&e)));
-        self.request(r)
+        if let Some(req) = input.dyn_ref::<web_sys::Request>() {
+            return self.fetch_request(req, init);
+        }
+        let r = fetch::build_request(input, init).map(|req| {
+            let url = fetch::response_url(&req.uri);
+            (self.session.http_request(now() as u64, req).map_err(|e| client_error(&e)), url)
+        });
+        match r {
+            Ok((r, url)) => self.request_for("fetch", Some(url), r),
+            Err(e) => self.request("fetch", Err(e)),
+        }
+    }
+
+    fn fetch_request(&mut self, req: &web_sys::Request, init: &JsValue) -> Promise {
+        let weak = self.weak.clone();
+        let init = init.clone();
+        let read = (|| {
+            let merged = if init.is_undefined() || init.is_null() {
+                web_sys::Request::new_with_request(req)
+            } else {
+                web_sys::Request::new_with_request_and_init(req, init.unchecked_ref())
+            }
+            .map_err(|e| js_error(ErrorCode::InvalidArgument, &describe(&e, "invalid Request")))?;
+            let body = merged.array_buffer().map_err(|_| {
+                js_error(ErrorCode::InvalidArgument, "the Request's body was already used (pass request.clone())")
+            })?;
+            Ok::<_, JsValue>((merged, body))
+        })();
+        let (merged, body) = match read {
+            Ok(v) => v,
+            Err(e) => return self.request("fetch", Err(e)),
+        };
+        // Once the body is read, the call goes on as fetch(url, { method, headers, body, timeout }).
+        let send = Closure::once_into_js(move |buf: JsValue| -> JsValue {
+            let parts = object(&[
+                ("method", merged.method().into()),
+                ("headers", merged.headers().into()),
+                ("body", Uint8Array::new(&buf).into()),
+                ("timeout", Reflect::get(&init, &"timeout".into()).unwrap_or(JsValue::UNDEFINED)),
+            ]);
+            match weak.upgrade() {
+                Some(shared) => enter(&shared, |d| d.fetch(&merged.url().into(), &parts))
+                    .unwrap_or_else(|e| Promise::reject(&e))
+                    .into(),
+                None => Promise::reject(&js_error(ErrorCode::Closed, "fetch: client is gone")).into(),
+            }
+        });
+        // `Promise::then` takes a `Closure` it does not own; the once-closure frees itself.
+        let then = Reflect::get(&body, &"then".into()).map(|f| f.unchecked_into::<Function>());
+        match then.and_then(|then| then.call1(&body, &send)) {
+            Ok(p) => p.unchecked_into(),
+            Err(e) => Promise::reject(&e),
+        }
     }
 
     /// `close()`: rejects what is pending with `CLOSED` and stops reconnecting. The stored
@@ -104,12 +187,14 @@ impl Driver {
         }
         let err = js_error(ErrorCode::Closed, "client closed");
         for r in std::mem::take(&mut self.requests) {
-            self.out.push(Effect::Settle(r.reject, err.clone()));
+            self.out.push(Effect::Settle(r.reject, in_method(r.method, js_error(ErrorCode::Closed, "client closed"))));
         }
         for (_, rej) in std::mem::take(&mut self.waiters) {
             self.out.push(Effect::Settle(rej, err.clone()));
         }
         let had_socket = self.detach(1000, "client closed");
+        self.awaiting_ack.clear();
+        self.bound_user = None;
         self.session.handle_disconnected(now() as u64);
         self.drain(now());
         if had_socket {
@@ -128,8 +213,8 @@ impl Driver {
     pub(super) fn acker(&self) -> Acker {
         let weak = self.weak.clone();
         Rc::new(move |id| match weak.upgrade() {
-            Some(shared) => enter(&shared, |d| d.ack(id))?,
-            None => Err(js_error(ErrorCode::NotConnected, "client is gone")),
+            Some(shared) => enter(&shared, |d| d.ack_awaited(id))?,
+            None => Err(js_error(ErrorCode::NotConnected, "ack: client is gone")),
         })
     }
 
@@ -161,6 +246,7 @@ impl Driver {
                 }
             }
             ClientEvent::Bound { request, user_id, rebind } => {
+                self.bound_user = Some(user_id.clone());
                 let info = object(&[("userId", user_id.into()), ("rebind", rebind.into())]);
                 if let Some(r) = self.take_request(request) {
                     self.out.push(Effect::Settle(r.resolve, info.clone()));
@@ -168,12 +254,19 @@ impl Driver {
                 self.fire("bind", info);
             }
             ClientEvent::Unbound { request } => {
+                self.bound_user = None;
                 if let Some(r) = self.take_request(request) {
                     self.out.push(Effect::Settle(r.resolve, JsValue::UNDEFINED));
                 }
                 self.fire("unbind", object(&[]));
             }
             ClientEvent::Push(m) => {
+                if m.ack == AckMode::Biz {
+                    if self.awaiting_ack.len() == MAX_AWAITING_ACK {
+                        self.awaiting_ack.pop_front();
+                    }
+                    self.awaiting_ack.push_back(m.session_id);
+                }
                 let acker = (m.ack == AckMode::Biz).then(|| self.acker());
                 let msg: JsValue = PushMessage::new(&m.content, m.session_id, m.ack, acker).into();
                 // The tab-sharing facade hands the push to the other tabs here: before this
@@ -191,13 +284,14 @@ impl Driver {
             }
             ClientEvent::Kick { device_id, user_id } => {
                 self.auto_bind = None;
+                self.bound_user = None;
                 self.fire("kick", object(&[("deviceId", device_id.into()), ("userId", user_id.into())]));
             }
             ClientEvent::HttpResponse { request, response } => {
                 if let Some(r) = self.take_request(request) {
-                    match fetch::build_response(&response) {
+                    match fetch::build_response(&response, r.url.as_deref()) {
                         Ok(resp) => self.out.push(Effect::Settle(r.resolve, resp.into())),
-                        Err(e) => self.out.push(Effect::Settle(r.reject, e)),
+                        Err(e) => self.out.push(Effect::Settle(r.reject, in_method(r.method, e))),
                     }
                 }
             }
@@ -209,7 +303,7 @@ impl Driver {
                 }
                 let e = request_error(&error);
                 match self.take_request(request) {
-                    Some(r) => self.out.push(Effect::Settle(r.reject, e)),
+                    Some(r) => self.out.push(Effect::Settle(r.reject, in_method(r.method, e))),
                     // The automatic (re-)bind has no promise: report its failure as an event.
                     None if error != RequestError::ConnectionLost => self.fire("error", e),
                     None => {}

@@ -13,8 +13,11 @@ impl Driver {
         }
         if !browser::online() {
             // Wait for the "online" event instead of spinning.
+            self.set_state(State::Offline);
             return;
         }
+        // Each attempt reports its own failure.
+        self.last_error = None;
         let ws = match WebSocket::new_with_str(&self.url, "mpush") {
             Ok(ws) => ws,
             Err(e) => {
@@ -31,6 +34,7 @@ impl Driver {
             let _ = ws.add_event_listener_with_callback(name, h.as_ref().unchecked_ref());
         }
         self.socket = Some(ws);
+        self.socket_opened = false;
         self.connect_deadline = Some(now() + self.connect_timeout);
     }
 
@@ -62,6 +66,8 @@ impl Driver {
         let t = now();
         self.session.handle_disconnected(t as u64);
         self.drain(t);
+        self.awaiting_ack.clear();
+        self.bound_user = None;
         self.fire("disconnect", object(&[("code", code.into()), ("reason", reason.into())]));
         if self.state == State::Closed {
             return;
@@ -70,12 +76,39 @@ impl Driver {
             _ if self.fatal => self.give_up(),
             _ if self.suspended => self.set_state(State::Reconnecting),
             None => self.give_up(),
+            // No network: wait for "online" (which tries at once) without using up an attempt.
+            Some(_) if !browser::online() => self.set_state(State::Offline),
+            Some(b) if self.max_attempts.is_some_and(|max| b.attempt() >= max) => {
+                let attempts = b.attempt();
+                let cause = self.last_error.take().unwrap_or_else(|| closed_error(code, reason));
+                let msg = [
+                    "gave up after ",
+                    &attempts.to_string(),
+                    " failed reconnect attempts (reconnect.maxAttempts): ",
+                    &describe(&cause, "connection lost"),
+                ]
+                .concat();
+                let e = with_cause(js_error(ErrorCode::AttemptLimit, &msg), &cause);
+                self.fire("error", e.clone());
+                self.last_error = Some(e);
+                self.give_up();
+            }
             Some(b) => {
                 let delay = b.next_delay(browser::random());
+                let attempt = b.attempt();
                 self.set_state(State::Reconnecting);
-                if browser::online() {
-                    self.reconnect_at = Some(t + delay);
-                }
+                self.reconnect_at = Some(t + delay);
+                let error = self.last_error.clone().unwrap_or(JsValue::UNDEFINED);
+                self.fire(
+                    "reconnecting",
+                    object(&[
+                        ("attempt", attempt.into()),
+                        ("delay", delay.into()),
+                        ("code", code.into()),
+                        ("reason", reason.into()),
+                        ("error", error),
+                    ]),
+                );
             }
         }
         self.arm();
@@ -101,6 +134,7 @@ impl Driver {
     pub(super) fn on_open(&mut self) {
         let t = now();
         self.last_read = t;
+        self.socket_opened = true;
         match self.session.handle_connected(t as u64) {
             Ok(()) => self.set_state(State::Handshaking),
             Err(e) => {
@@ -136,8 +170,19 @@ impl Driver {
     pub(super) fn on_close(&mut self, ev: JsValue) {
         let code = Reflect::get(&ev, &"code".into()).ok().and_then(|v| v.as_f64()).unwrap_or(1006.0) as u16;
         let reason = Reflect::get(&ev, &"reason".into()).ok().and_then(|v| v.as_string()).unwrap_or_default();
-        if self.state != State::Ready && self.last_error.is_none() {
-            self.last_error = Some(js_error(ErrorCode::ConnectionLost, "could not connect"));
+        // connect_deadline is set while an attempt has not reached a session yet.
+        if self.connect_deadline.is_some() && self.last_error.is_none() {
+            let e = if self.socket_opened {
+                closed_error(code, &reason)
+            } else {
+                let msg =
+                    ["could not connect to ", &self.url, " (close code ", &code.to_string(), "): ", NEVER_OPENED_HINT]
+                        .concat();
+                js_error(ErrorCode::ConnectFailed, &msg)
+            };
+            // A failed attempt is never silent, whether or not anyone awaits connect().
+            self.fire("error", e.clone());
+            self.last_error = Some(e);
         }
         if self.detach(code, &reason) {
             self.lost(code, &reason);
@@ -180,4 +225,16 @@ impl Driver {
             self.on_event(t, e);
         }
     }
+}
+
+/// `CONNECTION_LOST` naming the close code and reason.
+fn closed_error(code: u16, reason: &str) -> JsValue {
+    let mut msg = ["the connection closed (code ", &code.to_string()].concat();
+    if !reason.is_empty() {
+        msg.push_str(", reason \"");
+        msg.push_str(reason);
+        msg.push('"');
+    }
+    msg.push_str(") before the handshake or fast connect completed");
+    js_error(ErrorCode::ConnectionLost, &msg)
 }

@@ -49,7 +49,21 @@ impl Driver {
         }
         if self.socket.is_some() {
             if self.connect_deadline.is_some_and(|at| at <= t) {
-                let e = js_error(ErrorCode::Timeout, "connect timed out");
+                let e = if self.socket_opened {
+                    js_error(ErrorCode::Timeout, "connect timed out: no answer to the handshake (connectTimeout)")
+                } else {
+                    // A proxy that never answers the upgrade (a firewall dropping packets, a
+                    // wrong host) looks like this.
+                    js_error(
+                        ErrorCode::Timeout,
+                        &[
+                            "connect timed out: ",
+                            &self.url,
+                            " did not open within connectTimeout (is the proxy reachable?)",
+                        ]
+                        .concat(),
+                    )
+                };
                 self.fire("error", e.clone());
                 self.last_error = Some(e);
                 self.drop_socket("connect timeout");
