@@ -35,6 +35,9 @@ if [ ! -f www/vendor/mpush-client-wasm/pkg/index.js ] || [ "${REBUILD_PACKAGE:-0
 fi
 
 status=0
+# The proxy's registry reader against ZooKeeper 3.4.8 from MPUSH's jars (ignored by a plain
+# cargo test, which runs before build.sh has fetched them).
+cargo test -q -p mpush-proxy --test zk_registry --locked -- --ignored || status=1
 node tests/real-mpush/browser.mjs || status=1
 node tests/real-mpush/java-sdk.mjs || status=1
 # Two MPUSH nodes in one ZooKeeper and Redis behind one proxy started with --zk only: failover,
