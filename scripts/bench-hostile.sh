@@ -5,16 +5,20 @@
 #            client's handshake latency (p50/p99) plus an open connection's heartbeat echo
 #            while FLOOD connections send maximum-size handshakes in a loop
 #            (gateway/examples/handshake_flood.rs).
+#   proxy:   RSS per connection holding half an HTTP request head while PROXY_FLOOD (5000) of
+#            them are held, and a legitimate WebSocket upgrade's latency before and during
+#            that flood (scripts/bench-hostile-proxy.mjs; production build, default caps).
 #
-#   ./scripts/bench-hostile.sh [gateway]     (default: every section)
+#   ./scripts/bench-hostile.sh [gateway] [proxy]     (default: every section)
 # Environment: REFUSED (oversized attempts, default 20000), LEGIT (complete handshakes for
 # the CPU figure, 500), FLOOD (flooding connections, 200), SAMPLES (legit handshakes timed
-# during the flood, 200), RSA_WORKERS (gateway [limits] rsa-workers, 0 = one per core).
+# during the flood, 200), RSA_WORKERS (gateway [limits] rsa-workers, 0 = one per core);
+# proxy: PROXY_FLOOD (held connections, 5000), PROXY_SAMPLES (upgrades timed, 20).
 # A bench, not a test: it asserts nothing; figures depend on the machine and its load.
 # Everything listens on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECTIONS=${*:-gateway}
+SECTIONS=${*:-gateway proxy}
 REFUSED=${REFUSED:-20000}
 LEGIT=${LEGIT:-500}
 FLOOD=${FLOOD:-200}
@@ -68,9 +72,20 @@ section_gateway() {
   kill "$gw_pid" 2>/dev/null || true
 }
 
+section_proxy() {
+  # The production binary (no "demo" feature), as deployed.
+  cargo build --release --locked -q -p mpush-proxy --bin mpush-proxy
+  echo "## proxy (release, default caps; handshake_timeout raised so held heads stay for the measurement)"
+  machine
+  echo
+  FLOOD=${PROXY_FLOOD:-5000} SAMPLES=${PROXY_SAMPLES:-20} node scripts/bench-hostile-proxy.mjs "$BIN/mpush-proxy"
+  echo
+}
+
 for s in $SECTIONS; do
   case "$s" in
     gateway) section_gateway ;;
-    *) echo "bench-hostile: unknown section $s (sections: gateway)" >&2; exit 2 ;;
+    proxy) section_proxy ;;
+    *) echo "bench-hostile: unknown section $s (sections: gateway proxy)" >&2; exit 2 ;;
   esac
 done
