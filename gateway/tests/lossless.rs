@@ -126,8 +126,7 @@ async fn an_upstream_push_is_acked_only_once_the_webhook_has_it() {
 #[tokio::test]
 async fn a_webhook_that_never_answers_gets_no_acks_and_a_full_queue_refuses() {
     let (hook, mut posts) = scripted_webhook().await;
-    let mut config = GatewayConfig::default();
-    config.drain_timeout = 300;
+    let config = GatewayConfig { drain_timeout: 300, ..GatewayConfig::default() };
     let upstream =
         UpstreamConfig { webhook_queue: 2, webhook_attempts: 1, webhook_timeout: 60_000, ..UpstreamConfig::default() };
     let sink = WebhookSink::with_config(format!("http://{hook}/hook"), &upstream);
