@@ -16,8 +16,12 @@ export default function init(
 /** Synchronous variant of `init()` for bytes or a compiled module you already have. */
 export function initSync(module: { module: BufferSource | WebAssembly.Module } | BufferSource | WebAssembly.Module): unknown;
 
-/** Connection states, in the order a connection goes through them. */
-export type MPushState = "connecting" | "handshaking" | "ready" | "reconnecting" | "closed";
+/**
+ * Connection states, in the order a connection goes through them. "offline": the browser
+ * reports no network; nothing is tried until it is back, and then at once (an open connection
+ * is kept and probed with a heartbeat).
+ */
+export type MPushState = "connecting" | "handshaking" | "ready" | "reconnecting" | "offline" | "closed";
 
 /** How a push is acknowledged: not at all, by the client automatically, or by the app (`ack()`). */
 export type AckMode = "none" | "auto" | "biz";
@@ -35,6 +39,12 @@ export interface ReconnectOptions {
   minDelay?: number;
   /** ms, default 20000 */
   maxDelay?: number;
+  /**
+   * Failed reconnect attempts in a row (after a lost connection, or after the first attempt
+   * failed) before the client gives up: state "closed", and `connect()` rejects with
+   * `ATTEMPT_LIMIT` whose `cause` is the last attempt's error. Default: no limit.
+   */
+  maxAttempts?: number;
 }
 
 export interface MPushClientOptions {
@@ -138,6 +148,20 @@ export interface KickInfo {
   userId: string;
 }
 
+/** Payload of the "reconnecting" event: a reconnect attempt is scheduled. */
+export interface ReconnectingInfo {
+  /** Which attempt in a row this will be: 1 after a lost connection or a failed first attempt. */
+  attempt: number;
+  /** ms until it starts (backoff with jitter). */
+  delay: number;
+  /** Close code of the connection (or attempt) that ended: 1006 for one that never opened. */
+  code: number;
+  /** Its close reason ("" when the browser gives none). */
+  reason: string;
+  /** Why the last attempt failed (`CONNECT_FAILED`, `TIMEOUT`, ...); undefined after an established connection was lost. */
+  error?: MPushError;
+}
+
 /** Payload of the "disconnect" event. */
 export interface DisconnectInfo {
   /** WebSocket close code (4000: the client gave up on the connection). */
@@ -161,7 +185,15 @@ export type MPushErrorCode =
   | "PAYLOAD_TOO_LARGE"
   | "HANDSHAKE_REFUSED"
   /** The server refused the bind (MPUSH's "bind failed": a missing, expired or wrong bind token). */
-  | "BIND_REFUSED";
+  | "BIND_REFUSED"
+  /**
+   * A connection attempt failed before the WebSocket opened; the browser does not say why, so
+   * the message names the usual causes: the proxy does not allow the page's origin, the URL path
+   * is not the proxy's WebSocket path, or the proxy is down or unreachable.
+   */
+  | "CONNECT_FAILED"
+  /** `reconnect.maxAttempts` failed attempts in a row: the client gave up (`cause`: the last failure). */
+  | "ATTEMPT_LIMIT";
 
 /** Every error this package throws or rejects with is an `Error` with `name` "MPushError". */
 export interface MPushError extends Error {
@@ -174,6 +206,8 @@ export interface MPushError extends Error {
   serverCode?: number;
   /** MPUSH's reason text, when the server sent one (`SERVER_ERROR`, `HANDSHAKE_REFUSED`). */
   serverReason?: string;
+  /** For `ATTEMPT_LIMIT`: the last attempt's error. */
+  cause?: unknown;
 }
 
 /** The stable error codes, as a frozen list. */
@@ -215,6 +249,7 @@ export interface MPushEventMap {
   sharing: MPushSharing;
   state: MPushState;
   connect: ConnectInfo;
+  reconnecting: ReconnectingInfo;
   heartbeat: HeartbeatInfo;
   push: MPushMessage;
   kick: KickInfo;
@@ -257,9 +292,11 @@ export class MPushClient {
   off<K extends keyof MPushEventMap>(event: K, listener: (payload: MPushEventMap[K]) => void): void;
   /**
    * Connects and keeps the connection (reconnecting with backoff, fast connect, re-bind).
-   * Resolves once a session is established; rejects on `close()`, when the attempt fails and
-   * `reconnect` is false, or with `HANDSHAKE_REFUSED` when the server refuses the handshake
-   * (no more retries then: the state goes to "closed").
+   * Resolves once a session is established. Rejects, with the state "closed", on `close()`;
+   * with the attempt's error when it fails and `reconnect` is false (`CONNECT_FAILED` for a
+   * WebSocket that never opened); with `ATTEMPT_LIMIT` after `reconnect.maxAttempts` failed
+   * attempts; with `HANDSHAKE_REFUSED` when the server refuses the handshake (a wrong
+   * `publicKey`: no retries). Every failed attempt is also an "error" event.
    */
   connect(): Promise<ConnectInfo>;
   /**
@@ -280,15 +317,17 @@ export class MPushClient {
   /** Pushes bytes or UTF-8 text to the server. */
   push(content: string | ArrayBuffer | ArrayBufferView, options?: PushOptions): Promise<void>;
   /**
-   * Acknowledges a "biz" push by id (throws `NOT_CONNECTED` without a connection). With a
+   * Acknowledges a "biz" push by id (throws `NOT_CONNECTED` without a connection,
+   * `INVALID_ARGUMENT` for an id that is not waiting for an ack on this connection). With a
    * shared connection any tab may ack; the ack is sent once, whichever tabs ask.
    */
   ack(pushId: number): void;
   /**
-   * An HTTP request the MPUSH server performs for you, answered with a real `Response`; a 408
-   * one when no answer arrives in time (see `MPushFetchInit.timeout`).
+   * An HTTP request the MPUSH server performs for you, answered with a real `Response` (its
+   * `url` is the request's); a 408 one when no answer arrives in time (see
+   * `MPushFetchInit.timeout`). A `Request` is read as `fetch` reads it, `init` overriding it.
    */
-  fetch(input: string | URL, init?: MPushFetchInit): Promise<Response>;
+  fetch(input: string | URL | Request, init?: MPushFetchInit): Promise<Response>;
   /**
    * Closes and stops reconnecting; the stored session is kept for the next `connect()`. With a
    * shared connection only this tab leaves: the connection stays up for the other tabs (handed
@@ -304,6 +343,8 @@ export class MPushClient {
   readonly lastHeartbeatAt: number | undefined;
   readonly lastConnectWasFast: boolean;
   readonly deviceId: string;
+  /** The user the server confirmed bound on the current connection; undefined when none (also while disconnected). */
+  readonly userId: string | undefined;
   /** This tab's part in connection sharing ("sharing" event on changes). */
   readonly sharing: MPushSharing;
 }

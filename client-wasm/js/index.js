@@ -25,6 +25,8 @@ export const ERROR_CODES = Object.freeze([
   "PAYLOAD_TOO_LARGE",
   "HANDSHAKE_REFUSED",
   "BIND_REFUSED",
+  "CONNECT_FAILED",
+  "ATTEMPT_LIMIT",
 ]);
 
 /** Whether `e` is an error raised by this package (optionally with the given code). */

@@ -13,6 +13,7 @@ import init, {
   type MPushErrorCode,
   type MPushSharing,
   type MPushState,
+  type ReconnectingInfo,
 } from "mpush-client-wasm";
 
 export async function main(): Promise<void> {
@@ -61,6 +62,18 @@ export async function main(): Promise<void> {
   client.on("bind", (b: BindInfo) => console.log(b.userId, b.rebind));
   client.on("error", (e) => console.log(e.code, e.serverCode, e.message));
   client.on("disconnect", (d) => console.log(d.code, d.reason));
+  // The lifecycle explains itself: attempts, delays, close codes, the failed attempt's error.
+  client.on("reconnecting", (r: ReconnectingInfo) => console.log(r.attempt, r.delay, r.code, r.reason, r.error?.code));
+  const offline: MPushState = "offline";
+  console.log(offline, client.userId?.length);
+  new MPushClient({ url: "ws://x", publicKey: "k", reconnect: { maxAttempts: 5 } });
+  // @ts-expect-error maxAttempts is a number
+  new MPushClient({ url: "ws://x", publicKey: "k", reconnect: { maxAttempts: "5" } });
+  try {
+    await new MPushClient({ url: "ws://x", publicKey: "k", reconnect: { maxAttempts: 2 } }).connect();
+  } catch (e) {
+    if (isMPushError(e, "ATTEMPT_LIMIT") && isMPushError(e.cause, "CONNECT_FAILED")) console.log(e.cause.message);
+  }
   // @ts-expect-error push payloads are messages, not strings
   client.on("push", (m: string) => m);
   // @ts-expect-error unknown event
@@ -98,6 +111,8 @@ export async function main(): Promise<void> {
   });
   console.log(res.status, await res.text());
   await client.fetch(new URL("http://api.internal/"), { headers: [["a", "b"]], body: new Uint8Array(2) });
+  const viaRequest: Response = await client.fetch(new Request("http://api.internal/x", { method: "PUT", body: "b" }), { timeout: 2000 });
+  console.log(viaRequest.url);
   // @ts-expect-error PATCH cannot be carried by MPUSH
   await client.fetch("http://api.internal/", { method: "PATCH" });
 
