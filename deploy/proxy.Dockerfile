@@ -10,6 +10,9 @@
 # Flags after the image name are passed to mpush-proxy (--help lists them); MPUSH_PROXY_*
 # variables override the file (-e MPUSH_PROXY_UPSTREAMS=10.0.0.5:3000,10.0.0.6:3000).
 #
+# The binary is built without the cargo feature "demo": no mpush-gateway inside, and
+# `--demo` refuses to start (the demo is scripts/demo.sh, not an image).
+#
 # Plain Dockerfile syntax only (no BuildKit-only features): the classic builder and BuildKit
 # both build it, and no frontend image has to be pulled.
 
@@ -56,12 +59,15 @@ COPY --from=build /out/mpush-proxy /usr/local/bin/mpush-proxy
 COPY deploy/mpush-proxy.toml /etc/mpush-proxy/mpush-proxy.toml
 COPY LICENSE /usr/share/doc/mpush-proxy/LICENSE
 # The file's listen (0.0.0.0:443) needs a privilege the container does not get: listen on 8443
-# and publish it as 443. The HEALTHCHECK reads the port from here too.
+# and publish it as 443. The HEALTHCHECK reads the port from here too. /metrics and /readyz
+# answer on 9090 (the file's ops_listen is 127.0.0.1, unreachable from outside the container):
+# scrape it over the container network, do not publish it.
 ENV MPUSH_PROXY_CONFIG=/etc/mpush-proxy/mpush-proxy.toml \
-    MPUSH_PROXY_LISTEN=0.0.0.0:8443
+    MPUSH_PROXY_LISTEN=0.0.0.0:8443 \
+    MPUSH_PROXY_OPS_LISTEN=0.0.0.0:9090
 # Numeric, so that "runAsNonRoot" checks (Kubernetes) can verify it without /etc/passwd.
 USER 10001:10001
-EXPOSE 8443
+EXPOSE 8443 9090
 # Liveness only (/readyz also needs an upstream: use it for load-balancer readiness). HTTPS
 # with the certificate unchecked (it names the public host, not 127.0.0.1), else plain HTTP
 # when TLS is terminated in front.

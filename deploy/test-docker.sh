@@ -136,8 +136,17 @@ GW=$(docker port "$NAME-gateway" 8081/tcp | head -n 1)
 
 # --- proxy ---------------------------------------------------------------------------------
 [ "$(curl -fsSk "https://$PX/healthz")" = ok ] || fail "/healthz over HTTPS"
-[ "$(curl -fsSk "https://$PX/readyz")" = ready ] || fail "/readyz: the proxy does not reach mpush-gateway:3000"
-curl -fsSk "https://$PX/metrics" | grep -q '^mpush_proxy_connections' || fail "/metrics has no mpush_proxy_connections"
+# /readyz and /metrics on the ops listener (MPUSH_PROXY_OPS_LISTEN=0.0.0.0:9090), not the public port.
+ops() { docker exec "$NAME-proxy" curl -fsS "http://127.0.0.1:9090$1"; }
+ops /readyz | head -n 1 | grep -qx ready || fail "/readyz: the proxy does not reach mpush-gateway:3000"
+ops /metrics | grep -q '^mpush_proxy_connections' || fail "/metrics has no mpush_proxy_connections"
+for path in /metrics /readyz; do
+  code=$(curl -sk -o /dev/null -w '%{http_code}' "https://$PX$path")
+  [ "$code" = 404 ] || fail "$path is served on the public port ($code)"
+done
+# The production image has no demo gateway.
+out=$(docker run --rm "$PX_IMAGE" --demo 2>&1) && fail "--demo started in the production image"
+grep -q 'built without the "demo" feature' <<<"$out" || fail "--demo in the production image: $out"
 upgrade() {
   curl -sk -o /dev/null -w '%{http_code}' --max-time 3 "https://$PX/mpush" --http1.1 \
     -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \
@@ -147,7 +156,7 @@ upgrade() {
 [ "$(upgrade https://evil.example.test)" = 403 ] || fail "WebSocket upgrade from another origin is not refused"
 [ "$(docker exec "$NAME-proxy" id -u)" = 10001 ] || fail "the proxy process is not uid 10001"
 docker logs "$NAME-proxy" 2>&1 | grep -q '^{' || fail "the proxy does not log JSON (log_format = \"json\")"
-say "proxy: TLS, /healthz, /readyz via the gateway, /metrics, origin allowlist, uid 10001, JSON logs"
+say "proxy: TLS, /healthz, /readyz and /metrics on the ops port only, origin allowlist, no --demo, uid 10001, JSON logs"
 
 # --- gateway -------------------------------------------------------------------------------
 curl -fsS "http://$GW/health" | grep -q '"status":"ok"' || fail "gateway /health"

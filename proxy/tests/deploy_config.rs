@@ -29,8 +29,11 @@ fn production_config_loads_through_the_cli_with_its_documented_values() {
     assert!(c.tls_enabled());
     assert_eq!(c.tls_cert.as_deref(), Some("/etc/mpush-proxy/tls/fullchain.pem".as_ref()));
     assert_eq!(c.tls_key.as_deref(), Some("/etc/mpush-proxy/tls/privkey.pem".as_ref()));
-    // Production never falls into the demo's embedded mode (empty upstream list).
+    // Production names its servers (without them, and without --demo, the proxy refuses to start).
     assert_eq!(c.upstreams, ["10.0.0.5:3000", "10.0.0.6:3000"]);
+    // Metrics and readiness off the public port.
+    assert_eq!(c.ops_listen, Some("127.0.0.1:9090".parse().unwrap()));
+    assert_eq!(c.ops_max_connections, Config::default().ops_max_connections);
     assert!(!c.allowed_origins.is_empty());
     assert!(c.allowed_origins.iter().all(|o| o.starts_with("https://") && o != "*"), "{:?}", c.allowed_origins);
     assert_eq!((c.max_connections, c.max_connections_per_ip), (10_000, 100));
@@ -81,6 +84,24 @@ fn the_container_listen_override_wins_over_the_file() {
     let c = cli.load().unwrap();
     assert_eq!(c.listen.port(), 8443);
     assert_eq!(c.upstreams.len(), 2, "the rest still comes from the file");
+    // The image moves the ops listener off loopback (the file's 127.0.0.1 is unreachable from
+    // outside a container); it must be a listener the proxy accepts next to 8443.
+    let dockerfile = std::fs::read_to_string(deploy_file("proxy.Dockerfile")).unwrap();
+    let ops = dockerfile
+        .lines()
+        .find_map(|l| l.trim().trim_end_matches('\\').trim().strip_prefix("MPUSH_PROXY_OPS_LISTEN="))
+        .expect("proxy.Dockerfile sets MPUSH_PROXY_OPS_LISTEN");
+    let cli = Cli::try_parse_from([
+        "mpush-proxy",
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        "0.0.0.0:8443",
+        "--ops-listen",
+        ops,
+    ])
+    .unwrap();
+    assert_eq!(cli.load().unwrap().ops_listen, Some("0.0.0.0:9090".parse().unwrap()));
 }
 
 #[test]
