@@ -70,18 +70,44 @@ pub struct Args {
     /// Users per push API call.
     #[arg(long, default_value_t = 250)]
     batch: usize,
+    /// Push API calls in flight at once during the throughput burst (a server whose push API
+    /// answers after every push's result, like MPUSH's PushSender, needs several).
+    #[arg(long, default_value_t = 1)]
+    api_concurrency: usize,
     /// Paced rate for the latency run (pushes per second).
     #[arg(long, default_value_t = 1000)]
     rate: usize,
     /// Seconds of the paced latency run.
     #[arg(long, default_value_t = 5)]
     rate_seconds: u64,
+    /// Name of the bridged run in the report (e.g. the bridge measured: mpush-proxy, websocat).
+    #[arg(long, default_value = "bridged WebSocket")]
+    label: String,
+    /// WebSocket subprotocol offered on the upgrade ("" offers none; websockify wants "binary").
+    #[arg(long, default_value = "mpush")]
+    ws_protocol: String,
+    /// The bridge relays a byte stream (websocat, websockify): its messages may split or merge
+    /// packets, and the session reassembles them. Without it every message must be exactly one
+    /// packet (mpush-proxy's framing contract); others are counted as framing violations.
+    #[arg(long)]
+    ws_stream: bool,
+    /// Keep the sessions that opened when some fail (a bridge that cannot hold them all); the
+    /// report says how many were held. Without it one failed session fails the run.
+    #[arg(long)]
+    keep_going: bool,
+    /// Also print each run's figures as one JSON line (prefixed `RESULT `), for scripts.
+    #[arg(long)]
+    json: bool,
 }
 
 /// What one run (bridged or direct) measured.
 #[derive(Debug, Default)]
 pub struct RunReport {
     label: String,
+    /// Sessions the run tried to open (`sessions` is how many were held).
+    attempted: usize,
+    /// Messages that were not exactly one packet (WebSocket runs without `--ws-stream`).
+    framing_violations: u64,
     /// What the measured PIDs are: "proxy" (bridged run) or "server" (direct run).
     measured: &'static str,
     sessions: usize,
@@ -99,7 +125,10 @@ pub struct RunReport {
 impl RunReport {
     fn print(&self) {
         println!("== {} ==", self.label);
-        println!("sessions opened:        {} in {:.1} s", self.sessions, self.open_secs);
+        println!("sessions opened:        {} of {} in {:.1} s", self.sessions, self.attempted, self.open_secs);
+        if self.framing_violations > 0 {
+            println!("framing violations:     {} messages not exactly one packet", self.framing_violations);
+        }
         println!("heartbeats sent:        {} (dead sessions: {})", self.heartbeats_sent, self.dead_sessions);
         if let Some(kb) = self.rss_per_session_kb {
             println!("{} memory / session: {kb:.1} KB", self.measured);
@@ -122,6 +151,52 @@ impl RunReport {
             );
         }
     }
+}
+
+impl RunReport {
+    /// The figures as one JSON object (pushes/s, µs, KB, ms; null when not measured).
+    fn json(&self) -> String {
+        let rate = (self.burst_secs > 0.0).then(|| self.burst_pushes as f64 / self.burst_secs);
+        serde_json::json!({
+            "label": self.label,
+            "attempted": self.attempted,
+            "sessions": self.sessions,
+            "dead_sessions": self.dead_sessions,
+            "framing_violations": self.framing_violations,
+            "kb_per_session": self.rss_per_session_kb,
+            "pushes_per_sec": rate,
+            "burst_pushes": self.burst_pushes,
+            "cpu_us_per_push": self.proxy_cpu_per_push_us,
+            "p50_ms": self.latency.as_ref().map(|p| p.p50),
+            "p99_ms": self.latency.as_ref().map(|p| p.p99),
+            "latency_samples": self.latency.as_ref().map(|p| p.samples),
+        })
+        .to_string()
+    }
+}
+
+/// `pids` and all their descendants (a bridge that forks per connection, like websockify,
+/// is measured with its children), from the parent field of `/proc/<pid>/stat`.
+fn with_descendants(pids: &[u32]) -> Vec<u32> {
+    let mut all = pids.to_vec();
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
+            if let Some(ppid) = ppid {
+                parents.push((pid, ppid));
+            }
+        }
+    }
+    let mut i = 0;
+    while i < all.len() {
+        let p = all[i];
+        all.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    all
 }
 
 /// CPU time (user + system) of all threads of `pid`, in ns: the sum of each thread's
@@ -154,7 +229,7 @@ fn sum_over(pids: &[u32], f: fn(u32) -> Option<u64>) -> Option<u64> {
     if pids.is_empty() {
         return None;
     }
-    pids.iter().map(|p| f(*p)).sum()
+    with_descendants(pids).iter().map(|p| f(*p)).sum()
 }
 
 fn rss_kb(pid: u32) -> Option<u64> {
@@ -164,7 +239,7 @@ fn rss_kb(pid: u32) -> Option<u64> {
 }
 
 async fn run(args: &Args, key: &RsaPublicKey, target: Target, label: &str) -> Result<RunReport, String> {
-    let mut report = RunReport { label: label.to_owned(), ..RunReport::default() };
+    let mut report = RunReport { label: label.to_owned(), attempted: args.sessions, ..RunReport::default() };
     let counters = Arc::new(Counters::default());
     let prefix = format!("lg-{}-{}", label.split_whitespace().next().unwrap_or("run"), std::process::id());
     let (pids, measured): (&[u32], _) = match &target {
@@ -175,7 +250,7 @@ async fn run(args: &Args, key: &RsaPublicKey, target: Target, label: &str) -> Re
     let rss_before = sum_over(pids, rss_kb);
 
     let start = Instant::now();
-    let sessions = session::open_all(args, key, &target, &prefix, counters.clone()).await?;
+    let (sessions, users) = session::open_all(args, key, &target, &prefix, counters.clone()).await?;
     report.sessions = sessions.len();
     report.open_secs = start.elapsed().as_secs_f64();
     eprintln!(
@@ -192,8 +267,10 @@ async fn run(args: &Args, key: &RsaPublicKey, target: Target, label: &str) -> Re
         report.rss_per_session_kb = Some(after.saturating_sub(before) as f64 / sessions.len().max(1) as f64);
     }
 
-    let users: Vec<String> = (0..sessions.len()).map(|i| format!("{prefix}-{i}")).collect();
-    let client = api::PushApi::new(&args.api, args.api_token.clone())?;
+    let client = Arc::new(api::PushApi::new(&args.api, args.api_token.clone())?);
+    if users.is_empty() {
+        return Ok(report); // nothing held: nothing to push to
+    }
 
     // Throughput: pushes to every user in batches, as fast as the API takes them.
     if args.burst > 0 {
@@ -202,12 +279,23 @@ async fn run(args: &Args, key: &RsaPublicKey, target: Target, label: &str) -> Re
         let t = Instant::now();
         let mut sent = 0usize;
         let mut i = 0usize;
+        let mut calls = tokio::task::JoinSet::new();
         while sent < args.burst {
+            if calls.len() >= args.api_concurrency.max(1) {
+                calls.join_next().await.ok_or("no push call")?.map_err(|e| e.to_string())??;
+            }
             let n = args.batch.min(args.burst - sent).min(users.len());
-            let batch: Vec<&str> = (0..n).map(|k| users[(i + k) % users.len()].as_str()).collect();
+            let batch: Vec<String> = (0..n).map(|k| users[(i + k) % users.len()].clone()).collect();
             i = (i + n) % users.len();
-            client.push(&batch, &stats::now_micros().to_string()).await?;
+            let client = client.clone();
+            calls.spawn(async move {
+                let batch: Vec<&str> = batch.iter().map(String::as_str).collect();
+                client.push(&batch, &stats::now_micros().to_string()).await
+            });
             sent += n;
+        }
+        while let Some(call) = calls.join_next().await {
+            call.map_err(|e| e.to_string())??;
         }
         let got = counters.wait_received(sent as u64, Duration::from_secs(60)).await;
         report.burst_pushes = got;
@@ -238,6 +326,7 @@ async fn run(args: &Args, key: &RsaPublicKey, target: Target, label: &str) -> Re
         report.latency = stats::Percentiles::of(lat);
     }
 
+    report.framing_violations = counters.framing_violations.load(std::sync::atomic::Ordering::Relaxed);
     drop(sessions);
     tokio::time::sleep(Duration::from_millis(500)).await;
     Ok(report)
@@ -264,8 +353,13 @@ async fn main() {
         }
     }
     if !args.ws.is_empty() {
-        let target = Target::Ws { urls: Arc::new(args.ws.clone()), origin: args.origin.clone() };
-        match run(&args, &key, target, "bridged WebSocket").await {
+        let target = Target::Ws {
+            urls: Arc::new(args.ws.clone()),
+            origin: args.origin.clone(),
+            protocol: args.ws_protocol.clone(),
+            stream: args.ws_stream,
+        };
+        match run(&args, &key, target, &args.label).await {
             Ok(r) => reports.push(r),
             Err(e) => {
                 eprintln!("mpush-loadgen: bridged run failed: {e}");
@@ -276,6 +370,9 @@ async fn main() {
     println!("mpush-loadgen: {} sessions per run", args.sessions);
     for r in &reports {
         r.print();
+        if args.json {
+            println!("RESULT {}", r.json());
+        }
     }
     if let [direct, bridged] = reports.as_slice() {
         if direct.burst_secs > 0.0 && bridged.burst_secs > 0.0 {

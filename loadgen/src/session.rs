@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use mpush_protocol::frame::frame_len;
 use mpush_protocol::{ClientConfig, ClientEvent, ClientSession, RsaPublicKey, HEARTBEAT_BYTE};
 use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,9 +24,10 @@ use crate::Args;
 pub enum Target {
     /// Directly to the connection server.
     Tcp { addr: String },
-    /// Through the proxy.
-    /// Through the proxies at `urls`, session `i` to `urls[i % len]`.
-    Ws { urls: Arc<Vec<String>>, origin: String },
+    /// Through the bridges at `urls`, session `i` to `urls[i % len]`, offering subprotocol
+    /// `protocol` (none if empty). `stream`: the bridge relays a byte stream (messages need not
+    /// be whole packets); otherwise each message is checked to be exactly one packet.
+    Ws { urls: Arc<Vec<String>>, origin: String, protocol: String, stream: bool },
 }
 
 /// Shared counters of all sessions of a run.
@@ -34,6 +36,8 @@ pub struct Counters {
     pub received: AtomicU64,
     pub heartbeats: AtomicU64,
     pub dead: AtomicU64,
+    /// Messages that were not exactly one packet on a bridge that promises so.
+    pub framing_violations: AtomicU64,
     pub latencies: Mutex<Vec<u64>>,
 }
 
@@ -66,7 +70,8 @@ impl Drop for SessionHandle {
 
 enum Io {
     Tcp(TcpStream),
-    Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
+    /// `bool`: the bridge relays a byte stream (no one-packet-per-message check).
+    Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>, bool),
 }
 
 impl Io {
@@ -77,15 +82,17 @@ impl Io {
                 let _ = s.set_nodelay(true);
                 Ok(Io::Tcp(s))
             }
-            Target::Ws { urls, origin } => {
+            Target::Ws { urls, origin, protocol, stream } => {
                 let url = urls.get(i % urls.len().max(1)).ok_or("no WebSocket URL")?;
                 let mut req = url.as_str().into_client_request().map_err(|e| format!("ws url: {e}"))?;
                 let h = req.headers_mut();
-                h.insert("sec-websocket-protocol", "mpush".parse().map_err(|_| "header")?);
+                if !protocol.is_empty() {
+                    h.insert("sec-websocket-protocol", protocol.parse().map_err(|_| "subprotocol header")?);
+                }
                 h.insert("origin", origin.parse().map_err(|_| "origin header")?);
                 let (ws, _) =
                     tokio_tungstenite::connect_async(req).await.map_err(|e| format!("ws connect {url}: {e}"))?;
-                Ok(Io::Ws(Box::new(ws)))
+                Ok(Io::Ws(Box::new(ws), *stream))
             }
         }
     }
@@ -93,12 +100,12 @@ impl Io {
     async fn send(&mut self, bytes: Vec<u8>) -> Result<(), String> {
         match self {
             Io::Tcp(s) => s.write_all(&bytes).await.map_err(|e| e.to_string()),
-            Io::Ws(ws) => ws.send(WsMessage::binary(bytes)).await.map_err(|e| e.to_string()),
+            Io::Ws(ws, _) => ws.send(WsMessage::binary(bytes)).await.map_err(|e| e.to_string()),
         }
     }
 
     /// Next bytes; `Ok(None)` when the peer closed.
-    async fn recv(&mut self, buf: &mut Vec<u8>) -> Result<Option<()>, String> {
+    async fn recv(&mut self, buf: &mut Vec<u8>, counters: &Counters) -> Result<Option<()>, String> {
         buf.clear();
         match self {
             Io::Tcp(s) => {
@@ -107,9 +114,13 @@ impl Io {
                 buf.truncate(n);
                 Ok((n > 0).then_some(()))
             }
-            Io::Ws(ws) => loop {
+            Io::Ws(ws, stream) => loop {
                 match ws.next().await {
                     Some(Ok(WsMessage::Binary(b))) => {
+                        if !*stream && !matches!(frame_len(&b, usize::MAX >> 1), Ok(Some(n)) if n == b.len()) {
+                            counters.framing_violations.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // The session reassembles packets from any split.
                         buf.extend_from_slice(&b);
                         return Ok(Some(()));
                     }
@@ -177,7 +188,7 @@ async fn drive(
         flush(&mut session, &mut io, &counters).await?;
         let wake = session.poll_timeout().map(|t| Duration::from_millis(t.saturating_sub(now_ms())));
         tokio::select! {
-            r = io.recv(&mut buf) => {
+            r = io.recv(&mut buf, &counters) => {
                 match r? {
                     Some(()) => session.handle_input(now_ms(), &buf).map_err(|e| e.to_string())?,
                     None => return Err("closed by peer".into()),
@@ -190,14 +201,16 @@ async fn drive(
     }
 }
 
-/// Opens `args.sessions` sessions, each handshaked and bound to `{prefix}-{i}`.
+/// Opens `args.sessions` sessions, each handshaked and bound to `{prefix}-{i}`; returns the
+/// held sessions and their users. With `args.keep_going` sessions that fail are left out,
+/// otherwise the first failure fails the run.
 pub async fn open_all(
     args: &Args,
     key: &RsaPublicKey,
     target: &Target,
     prefix: &str,
     counters: Arc<Counters>,
-) -> Result<Vec<SessionHandle>, String> {
+) -> Result<(Vec<SessionHandle>, Vec<String>), String> {
     let limit = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let mut handles = Vec::with_capacity(args.sessions);
     let mut waits = Vec::with_capacity(args.sessions);
@@ -240,12 +253,29 @@ pub async fn open_all(
         handles.push(SessionHandle(task));
         waits.push(rx);
     }
-    for (i, w) in waits.into_iter().enumerate() {
-        match tokio::time::timeout(Duration::from_secs(120), w).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => return Err(format!("session {i}: {e}")),
-            _ => return Err(format!("session {i}: no bind within 120 s")),
+    let mut held = Vec::with_capacity(handles.len());
+    let mut users = Vec::with_capacity(handles.len());
+    let mut failed = 0usize;
+    for (i, (w, h)) in waits.into_iter().zip(handles).enumerate() {
+        let why = match tokio::time::timeout(Duration::from_secs(120), w).await {
+            Ok(Ok(Ok(()))) => {
+                held.push(h);
+                users.push(format!("{prefix}-{i}"));
+                continue;
+            }
+            Ok(Ok(Err(e))) => format!("session {i}: {e}"),
+            _ => format!("session {i}: no bind within 120 s"),
+        };
+        if !args.keep_going {
+            return Err(why);
         }
+        if failed == 0 {
+            eprintln!("mpush-loadgen: {why} (keeping the sessions that opened)");
+        }
+        failed += 1;
     }
-    Ok(handles)
+    if failed > 0 {
+        eprintln!("mpush-loadgen: {failed} of {} sessions failed to open", args.sessions);
+    }
+    Ok((held, users))
 }
