@@ -109,6 +109,7 @@ async fn session(
     let limit = s.session_timeout.saturating_mul(2);
     let client = match tokio::time::timeout(limit, connector.connect(&s.servers)).await {
         Ok(Ok(c)) => c,
+        Ok(Err(zk::Error::Timeout)) => return SessionEnd::ConnectTimeout(s.session_timeout),
         Ok(Err(e)) => return e.into(),
         Err(_) => return SessionEnd::ConnectTimeout(limit),
     };
