@@ -459,4 +459,24 @@ mod tests {
         c.max_header_bytes = 4096;
         assert!(c.validate().is_err(), "hyper panics below 8 KiB");
     }
+
+    #[test]
+    fn registry_settings() {
+        let c = Config::from_toml("zk = [\"10.0.0.9:2181\", \"zk2:2181\"]\nzk_namespace = \"push\"\n").unwrap();
+        c.validate().unwrap();
+        assert!(c.has_upstream_source(), "the registry alone is a source");
+        assert_eq!(c.zk_servers_path(), "/push/cluster/cs");
+        assert_eq!(Config { zk_namespace: String::new(), ..c.clone() }.zk_servers_path(), "/cluster/cs");
+        assert!(!Config::default().has_upstream_source());
+        for bad in [
+            Config { zk: vec!["zk".into()], ..c.clone() },
+            Config { zk_namespace: "a/b".into(), ..c.clone() },
+            Config { zk_path: "cluster/cs".into(), ..c.clone() },
+            Config { zk_path: "/cluster/cs/".into(), ..c.clone() },
+            Config { zk_max_nodes: 0, ..c.clone() },
+            Config { zk_reconnect_max: Duration::ZERO, ..c.clone() },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
 }
