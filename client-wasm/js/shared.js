@@ -295,6 +295,7 @@ export class MPushClient {
     if (name === "connect") {
       this._info = p;
       this._everReady = true;
+      this._lastError = null;
       if (this._rebind) {
         // The user the previous leader had bound stays bound across the handover.
         const a = this._rebind;
@@ -570,10 +571,13 @@ export class MPushClient {
     this._leader = null;
     this._rebind = null;
     this._failCalls(err || mpushError("CONNECTION_LOST", "connection lost: the page was hidden"));
-    if (err) for (const w of this._waiters.splice(0)) w.reject(err);
     if (err) {
+      for (const w of this._waiters.splice(0)) w.reject(err);
       removeEventListener("pagehide", this._onPage);
       removeEventListener("pageshow", this._onPage);
+      // A later connect() starts afresh ("connecting"), unless another tab's snapshot says
+      // the shared connection is up.
+      this._everReady = false;
     }
     this._setSharing("pending");
     this._setState(err ? "closed" : "reconnecting");

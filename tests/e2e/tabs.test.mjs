@@ -86,11 +86,16 @@ async function connectionsOf(user) {
   return u ? u.connections.length : 0;
 }
 
+/** The embedded gateway's key, the WebSocket URL and the echo service (a new port after a restart). */
+async function loadConfig() {
+  const c = await (await fetch(`${stack.base}/demo-config.json`)).json();
+  return { key: c.publicKey, ws: `ws://127.0.0.1:${stack.port}${c.wsPath}`, echoUrl: c.echoUrl };
+}
+
 before(async () => {
   stack = await new Stack().start();
   browser = await launchChromium();
-  const c = await (await fetch(`${stack.base}/demo-config.json`)).json();
-  config = { key: c.publicKey, ws: `ws://127.0.0.1:${stack.port}${c.wsPath}`, echoUrl: c.echoUrl };
+  config = await loadConfig();
 });
 
 after(async () => {
@@ -117,6 +122,18 @@ test("three tabs share one connection: every tab gets every push, nobody is kick
   }
   for (const p of pages) await waitTexts(p, texts);
   for (const p of pages) assert.deepEqual(await p.evaluate(() => window.events("kick")), []);
+
+  // The shared connection drops (the server restarts): every tab's state follows it.
+  await stack.restart();
+  config = await loadConfig();
+  for (const p of pages) {
+    await p.waitForFunction(() => window.events("state").includes("reconnecting") && window.client.state === "ready", null, { timeout: 30000 });
+  }
+  await pages[0].waitForFunction((n) => window.events("bind").length >= n, 2, { timeout: 10000 });
+  const again = `after restart ${Date.now()}`;
+  assert.equal((await stack.push({ userId: user, content: again, ack: "auto", timeoutMs: 5000 })).results[0].result, "success");
+  for (const p of pages) await waitTexts(p, [again]);
+  assert.equal(await connectionsOf(user), 1);
   await context.close();
 });
 
