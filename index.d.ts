@@ -229,9 +229,12 @@ export class MPushMessage {
   text(): string;
   /** The content parsed as JSON (throws `SyntaxError` if it is not JSON). */
   json<T = unknown>(): T;
-  /** Acknowledges a "biz" push; `false` when no ack is needed or it was sent already. */
+  /**
+   * Acknowledges a "biz" push; `false` when no ack is needed or it was sent already (with a
+   * shared connection: also by another tab).
+   */
   ack(): boolean;
-  /** Releases the Rust side now instead of at garbage collection. */
+  /** Does nothing: the push lives in JS (kept for compatibility). */
   free(): void;
 }
 
