@@ -4,6 +4,7 @@
 // The pages import the built package (pkg/, or the directory MPUSH_E2E_PKG names).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { ROOT, Stack, launchChromium } from "./stack.mjs";
@@ -289,6 +290,30 @@ test("share: false gives each tab its own device id and connection", async () =>
   for (const [i, u] of users.entries()) {
     await waitTexts(pages[i], [`for ${u}`]);
     assert.deepEqual(await pages[i].evaluate(() => window.texts()), [`for ${u}`]);
+  }
+  await context.close();
+});
+
+test("when the shared connection gives up, every tab's connect() rejects with the leader's error", async () => {
+  const { publicKey } = generateKeyPairSync("rsa", { modulusLength: 1024 });
+  const wrongKey = publicKey.export({ type: "spki", format: "der" }).toString("base64");
+  const context = await browser.newContext();
+  const pages = [await openTab(context), await openTab(context)];
+  const opts = { url: config.ws, publicKey: wrongKey };
+  for (const p of pages) {
+    await p.evaluate((o) => {
+      window.result = window.within(window.openClient(o).connect(), 10000).then(() => ({ ok: true }), (e) =>
+        ({ name: e.name, code: e.code, serverCode: e.serverCode, message: e.message, isError: e instanceof Error }));
+    }, opts);
+  }
+  for (const p of pages) {
+    const r = await p.evaluate(() => window.result);
+    assert.equal(r.code, "HANDSHAKE_REFUSED", JSON.stringify(r));
+    assert.equal(r.name, "MPushError");
+    assert.equal(r.serverCode, 100);
+    assert.equal(r.isError, true);
+    assert.match(r.message, /publicKey/);
+    assert.deepEqual(await p.evaluate(() => [window.client.state, window.client.sharing]), ["closed", "pending"]);
   }
   await context.close();
 });
