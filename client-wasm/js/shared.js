@@ -353,6 +353,8 @@ export class MPushClient {
     this._bc.onmessage = (e) => this._message(e.data);
     addEventListener("pagehide", this._onPage);
     addEventListener("pageshow", this._onPage);
+    globalThis.document?.addEventListener("freeze", this._onPage);
+    globalThis.document?.addEventListener("resume", this._onPage);
     const abort = (this._abort = new AbortController());
     navigator.locks
       .request(this._name, { signal: abort.signal }, () => (abort.signal.aborted ? undefined : this._lead()))
@@ -539,14 +541,15 @@ export class MPushClient {
   }
 
   _page(e) {
-    if (e.type === "pagehide") {
-      // Closing, navigating away or into the back/forward cache: hand the connection over now,
-      // so that no push is acked by a tab that is going away. Back from the cache: rejoin.
+    if (e.type === "pagehide" || e.type === "freeze") {
+      // Closing, navigating away, into the back/forward cache or frozen (a background tab the
+      // browser stops): hand the connection over now, so that no push is acked by a tab that
+      // is going away and no tab waits for a frozen one. Back from the cache or thawed: rejoin.
       if (this._attached) {
         this._leave(null);
-        this._suspended = e.persisted;
+        this._suspended = e.type === "freeze" || e.persisted;
       }
-    } else if (e.persisted && this._suspended) {
+    } else if (this._suspended && (e.type === "resume" || e.persisted)) {
       this._attach();
     }
   }
@@ -575,6 +578,8 @@ export class MPushClient {
       for (const w of this._waiters.splice(0)) w.reject(err);
       removeEventListener("pagehide", this._onPage);
       removeEventListener("pageshow", this._onPage);
+      globalThis.document?.removeEventListener("freeze", this._onPage);
+      globalThis.document?.removeEventListener("resume", this._onPage);
       // A later connect() starts afresh ("connecting"), unless another tab's snapshot says
       // the shared connection is up.
       this._everReady = false;

@@ -273,6 +273,32 @@ test("close() in the leader hands over; close() in a follower leaves the connect
   await context.close();
 });
 
+test("a leader the browser freezes hands over, and rejoins as a follower when thawed", async () => {
+  const user = `tabs-${process.pid}-h`;
+  const context = await browser.newContext();
+  const pages = await openClients(context, 2, { userId: user });
+  const r = await roles(pages);
+  const leader = pages[r.indexOf("leader")];
+  const follower = pages[r.indexOf("follower")];
+  // The Page Lifecycle events the browser sends (headless Chromium does not freeze pages).
+  await leader.evaluate(() => document.dispatchEvent(new Event("freeze")));
+  await follower.waitForFunction(() => window.client.sharing === "leader" && window.client.state === "ready", null, { timeout: 10000 });
+  assert.equal(await follower.evaluate(() => window.events("connect").at(-1).fast), true);
+  const during = `while frozen ${Date.now()}`;
+  assert.equal((await stack.push({ userId: user, content: during, ack: "auto", timeoutMs: 5000 })).results[0].result, "success");
+  await waitTexts(follower, [during]);
+
+  assert.deepEqual(await leader.evaluate(() => [window.client.sharing, window.client.state]), ["pending", "reconnecting"]);
+  assert.equal(await leader.evaluate((c) => window.texts().includes(c), during), false, "a frozen tab gets nothing");
+  await leader.evaluate(() => document.dispatchEvent(new Event("resume")));
+  await leader.waitForFunction(() => window.client.sharing === "follower" && window.client.state === "ready", null, { timeout: 10000 });
+  const thawed = `thawed ${Date.now()}`;
+  assert.equal((await stack.push({ userId: user, content: thawed, ack: "auto", timeoutMs: 5000 })).results[0].result, "success");
+  for (const p of pages) await waitTexts(p, [thawed]);
+  assert.equal(await connectionsOf(user), 1);
+  await context.close();
+});
+
 test("share: false gives each tab its own device id and connection", async () => {
   const users = [`tabs-${process.pid}-e1`, `tabs-${process.pid}-e2`];
   const context = await browser.newContext();
