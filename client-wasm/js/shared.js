@@ -328,7 +328,9 @@ export class MPushClient {
     if (core !== this._core) return;
     const e = this._connectError || this._lastError || mpushError("CONNECTION_LOST", "connection lost");
     this._post({ t: "fail", e: pack(e) });
-    this._leave(e);
+    // The lock goes a little after the message, so that a waiting tab learns of the failure
+    // before its turn comes and does not try (and fail) again.
+    this._leave(e, 100);
   }
 
   // ---- sharing ------------------------------------------------------------------------------
@@ -556,7 +558,7 @@ export class MPushClient {
 
   // Leaves the shared connection: hands it over if we lead; `err` rejects what waits
   // (null: keep waiters, for the back/forward cache).
-  _leave(err) {
+  _leave(err, releaseDelay = 0) {
     if (!this._attached) return;
     this._attached = false;
     this._abort.abort();
@@ -566,7 +568,9 @@ export class MPushClient {
       this._post({ t: "bye" });
       core.close();
       core.free();
-      this._release?.();
+      // At once unless asked (a timer in a hidden or frozen tab may be late by a minute).
+      if (releaseDelay) setTimeout(this._release, releaseDelay);
+      else this._release();
       this._release = null;
     }
     this._bc.close();
