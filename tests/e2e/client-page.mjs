@@ -1,6 +1,7 @@
 // A bare page for driving `MPushClient` from Playwright: on the stack's origin (so the proxy's
 // default origin check passes), with the package as scripts/build-wasm.sh built it in pkg/.
-import { readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { ROOT } from "./stack.mjs";
 
@@ -34,6 +35,27 @@ async function setUp() {
   };
 }
 
+let snapshot;
+
+/**
+ * The files of pkg/, read once per test process: pkg/ is rebuilt in place by
+ * scripts/build-wasm.sh, so a build running meanwhile must not change the package under a test
+ * (a build under way is waited for, up to two minutes).
+ */
+function pkgFiles() {
+  snapshot ??= (async () => {
+    const done = () => ["index.js", "mpush_client_wasm.js", "mpush_client_wasm_bg.wasm"].every((f) => existsSync(path.join(PKG, f)));
+    for (let i = 0; i < 240 && !done(); i++) await new Promise((r) => setTimeout(r, 500));
+    if (!done()) throw new Error("pkg/ is not built: run scripts/build-wasm.sh");
+    const files = new Map();
+    for (const name of await readdir(PKG)) {
+      if (!name.startsWith(".")) files.set(name, await readFile(path.join(PKG, name)));
+    }
+    return files;
+  })();
+  return snapshot;
+}
+
 /**
  * Opens a page on `stack`'s origin with the package loaded. The document is one the proxy
  * itself serves (/readyz): a document Playwright fulfils would count as a public page, and
@@ -43,12 +65,13 @@ export async function openClientPage(context, stack) {
   const page = await context.newPage();
   page.on("pageerror", (e) => console.log(`[page error] ${e.message}`));
   page.on("console", (m) => { if (m.type() === "error") console.log(`[page] ${m.text()}`); });
+  const files = await pkgFiles();
   await page.route(`${stack.base}/__client/**`, async (route) => {
     const name = path.basename(new URL(route.request().url()).pathname);
-    try {
-      const body = await readFile(path.join(PKG, name));
+    const body = files.get(name);
+    if (body) {
       await route.fulfill({ status: 200, contentType: TYPES[path.extname(name)] ?? "application/octet-stream", body });
-    } catch {
+    } else {
       await route.fulfill({ status: 404, body: `not in pkg/: ${name} (run scripts/build-wasm.sh)` });
     }
   });
