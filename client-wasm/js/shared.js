@@ -44,11 +44,17 @@ function mpushError(code, message) {
   return e;
 }
 
+const isPlain = (v) => Array.isArray(v) || (v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype);
+const mapPlain = (v, f) => (Array.isArray(v) ? v.map(f) : Object.fromEntries(Object.entries(v).map(([k, x]) => [k, f(x)])));
+
 // Structured clone drops an Error's name and own fields (code, serverCode, ...) and cannot copy
-// a Response: both cross the channel as tagged plain objects.
+// a Response: both cross the channel as tagged plain objects, also inside payloads (the
+// "reconnecting" event's `error`).
 function pack(v) {
-  if (!(v instanceof Error)) return v;
-  return { $err: { ...v, name: v.name, message: v.message, cause: v.cause === undefined ? undefined : pack(v.cause) } };
+  if (v instanceof Error) {
+    return { $err: { ...v, name: v.name, message: v.message, cause: v.cause === undefined ? undefined : pack(v.cause) } };
+  }
+  return isPlain(v) ? mapPlain(v, pack) : v;
 }
 
 function unpack(v) {
@@ -66,7 +72,7 @@ function unpack(v) {
     Object.defineProperty(res, "url", { value: r.url });
     return res;
   }
-  return v;
+  return isPlain(v) ? mapPlain(v, unpack) : v;
 }
 
 async function packResult(v) {

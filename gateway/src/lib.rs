@@ -43,6 +43,7 @@ pub mod keys;
 mod limits;
 pub mod push;
 pub mod router;
+mod rsa_queue;
 pub mod sink;
 
 pub use config::GatewayConfig;
@@ -144,7 +145,7 @@ pub(crate) struct Shared {
     pub(crate) active: AtomicUsize,
     pub(crate) limits: Arc<limits::ConnLimits>,
     /// Permits for RSA private-key work on blocking threads (`[limits] rsa-workers`).
-    pub(crate) rsa_permits: Arc<tokio::sync::Semaphore>,
+    pub(crate) rsa_permits: Arc<rsa_queue::RsaQueue>,
 }
 
 /// Replaceable parts: where upstream pushes go, where resumable sessions live, and the key
@@ -261,7 +262,8 @@ impl Gateway {
             next_push_id: AtomicI32::new(1),
             active: AtomicUsize::new(0),
             limits: Arc::new(limits::ConnLimits::new(&config.limits)),
-            rsa_permits: Arc::new(tokio::sync::Semaphore::new(rsa_workers)),
+            // Newest first once more than two rounds of workers wait (see rsa_queue.rs).
+            rsa_permits: Arc::new(rsa_queue::RsaQueue::new(rsa_workers, 2 * rsa_workers)),
         });
         Ok(Gateway { shared, mpush, api, purge, drain_timeout: Duration::from_millis(config.drain_timeout) })
     }

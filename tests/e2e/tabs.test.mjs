@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { ROOT, Stack, launchChromium } from "./stack.mjs";
+import { ROOT, Stack, freePort, launchChromium } from "./stack.mjs";
 
 const PKG = process.env.MPUSH_E2E_PKG || path.join(ROOT, "pkg");
 const TYPES = { ".js": "text/javascript", ".wasm": "application/wasm" };
@@ -17,15 +17,16 @@ const TYPES = { ".js": "text/javascript", ".wasm": "application/wasm" };
 const SCRIPT = `
   import init, * as mp from "/__tabs-pkg/index.js";
   await init();
-  const plain = (v) => v instanceof Error ? { name: v.name, code: v.code, message: v.message }
-    : v instanceof mp.MPushMessage ? { text: v.text(), id: v.id, ackMode: v.ackMode } : v;
+  const plain = (v) => v instanceof Error ? { name: v.name, code: v.code, message: v.message, cause: plain(v.cause) }
+    : v instanceof mp.MPushMessage ? { text: v.text(), id: v.id, ackMode: v.ackMode }
+    : v && typeof v === "object" ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)])) : v;
   window.mp = mp;
   window.openClient = (options) => {
     const client = new mp.MPushClient(options);
     window.client = client;
     window.log = [];
     window.pushes = [];
-    for (const ev of ["state", "connect", "push", "kick", "bind", "unbind", "error", "disconnect", "sharing"]) {
+    for (const ev of ["state", "connect", "reconnecting", "push", "kick", "bind", "unbind", "error", "disconnect", "sharing"]) {
       client.on(ev, (p) => {
         if (ev === "push") window.pushes.push(p);
         window.log.push({ ev, p: plain(p), at: Date.now() });
@@ -35,6 +36,7 @@ const SCRIPT = `
   };
   // A promise that rejects when \`p\` is not settled in \`ms\`: a hang fails the test.
   window.within = (p, ms) => Promise.race([p, new Promise((_, no) => setTimeout(() => no(new Error("timed out")), ms))]);
+  window.plainError = plain;
   window.texts = () => window.pushes.map((m) => m.text());
   window.events = (name) => window.log.filter((e) => e.ev === name).map((e) => e.p);
   window.pageReady = true;
@@ -341,6 +343,31 @@ test("when the shared connection gives up, every tab's connect() rejects with th
     assert.match(r.message, /publicKey/);
     assert.deepEqual(await p.evaluate(() => [window.client.state, window.client.sharing]), ["closed", "pending"]);
   }
+  await context.close();
+});
+
+test("errors inside event payloads and causes reach every tab whole: the attempt limit", async () => {
+  const port = await freePort(); // nothing listens there: a proxy that is down
+  const context = await browser.newContext();
+  const pages = [await openTab(context), await openTab(context)];
+  const opts = { url: `ws://127.0.0.1:${port}/mpush`, publicKey: config.key, reconnect: { minDelay: 10, maxDelay: 40, maxAttempts: 3 } };
+  for (const p of pages) {
+    await p.evaluate((o) => {
+      window.result = window.within(window.openClient(o).connect(), 10000).then(() => ({ ok: true }), (e) => window.plainError(e));
+    }, opts);
+  }
+  for (const p of pages) {
+    const r = await p.evaluate(() => window.result);
+    assert.equal(r.code, "ATTEMPT_LIMIT", JSON.stringify(r));
+    assert.equal(r.cause?.name, "MPushError", JSON.stringify(r));
+    assert.equal(r.cause.code, "CONNECT_FAILED");
+  }
+  // The follower saw the leader's "reconnecting" events, each with its error rebuilt.
+  const follower = pages[(await Promise.all(pages.map((p) => p.evaluate(() => window.events("sharing"))))).findIndex((s) => s.includes("follower"))];
+  const reconnecting = await follower.evaluate(() => window.events("reconnecting"));
+  assert.ok(reconnecting.length > 0);
+  for (const r of reconnecting.filter((x) => x.error)) assert.equal(r.error.name, "MPushError", JSON.stringify(r));
+  assert.ok(reconnecting.some((x) => x.error?.code === "CONNECT_FAILED"), JSON.stringify(reconnecting));
   await context.close();
 });
 
