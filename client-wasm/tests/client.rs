@@ -73,10 +73,32 @@ async fn a_refused_connection_without_reconnect_rejects_connect() {
     });
     c.on("state".into(), rec.as_ref().unchecked_ref::<js_sys::Function>().clone().into()).unwrap();
     let e = rejected(c.connect()).await;
-    assert_eq!(code(&e), "CONNECTION_LOST");
+    // Never opened: the error names the URL and the usual causes.
+    assert_eq!(code(&e), "CONNECT_FAILED");
+    let msg = String::from(e.unchecked_ref::<js_sys::Error>().message());
+    assert!(msg.contains("ws://127.0.0.1:9/mpush") && msg.contains("origin") && msg.contains("path"), "{msg}");
     assert_eq!(c.state(), "closed");
     let seen: Vec<String> = states.iter().filter_map(|v| v.as_string()).collect();
     assert_eq!(seen, ["connecting", "closed"]);
+}
+
+#[wasm_bindgen_test]
+async fn the_attempt_limit_settles_connect_with_the_last_failure_as_cause() {
+    let c =
+        MPushClient::new(options("ws://127.0.0.1:9/mpush", "reconnect: { minDelay: 5, maxDelay: 10, maxAttempts: 2 }"))
+            .unwrap();
+    let attempts = js_sys::Array::new();
+    let a2 = attempts.clone();
+    let rec = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |p: JsValue| {
+        a2.push(&Reflect::get(&p, &"attempt".into()).unwrap());
+    });
+    c.on("reconnecting".into(), rec.as_ref().unchecked_ref::<js_sys::Function>().clone().into()).unwrap();
+    let e = rejected(c.connect()).await;
+    assert_eq!(code(&e), "ATTEMPT_LIMIT");
+    assert_eq!(code(&Reflect::get(&e, &"cause".into()).unwrap()), "CONNECT_FAILED");
+    let seen: Vec<f64> = attempts.iter().filter_map(|v| v.as_f64()).collect();
+    assert_eq!(seen, [1.0, 2.0]);
+    assert_eq!(c.state(), "closed");
 }
 
 #[wasm_bindgen_test]
