@@ -158,6 +158,18 @@ test("any tab can push, fetch, bind and ack; errors keep their name and code", a
   assert.equal(res.status, 200);
   assert.equal(res.isResponse, true);
   assert.match(res.body, /"tab":\s*2/);
+  // A Request, Headers and URLSearchParams do not clone: they cross as plain data.
+  const viaRequest = await follower.evaluate(async (url) => {
+    const r = await window.client.fetch(new Request(url, { method: "PUT", headers: new Headers({ "x-tab": "2" }), body: "as a Request" }));
+    const f = await window.client.fetch(new URL(url), { method: "POST", body: new URLSearchParams({ a: "1 2" }) });
+    return { status: r.status, body: await r.text(), url: r.url, form: await f.text() };
+  }, config.echoUrl);
+  assert.equal(viaRequest.status, 200);
+  assert.match(viaRequest.body, /as a Request/);
+  assert.match(viaRequest.body, /x-tab/i);
+  assert.equal(viaRequest.url, config.echoUrl);
+  assert.match(viaRequest.form, /a=1\+2/);
+  assert.match(viaRequest.form, /application\/x-www-form-urlencoded/);
   const err = await follower.evaluate(() =>
     window.client.fetch("http://127.0.0.1/", { method: "PATCH" }).then(() => null, (e) =>
       ({ name: e.name, code: e.code, isError: e instanceof Error, isMPush: window.mp.isMPushError(e, "HTTP_METHOD_UNSUPPORTED") })));
