@@ -287,7 +287,7 @@ test("close() in the leader hands over; close() in a follower leaves the connect
   await context.close();
 });
 
-test("a leader the browser freezes hands over, and rejoins as a follower when thawed", async () => {
+test("a leader the browser freezes or caches hands over, and rejoins as a follower when back", async () => {
   const user = `tabs-${process.pid}-h`;
   const context = await browser.newContext();
   const pages = await openClients(context, 2, { userId: user });
@@ -310,6 +310,15 @@ test("a leader the browser freezes hands over, and rejoins as a follower when th
   assert.equal((await stack.push({ userId: user, content: thawed, ack: "auto", timeoutMs: 5000 })).results[0].result, "success");
   for (const p of pages) await waitTexts(p, [thawed]);
   assert.equal(await connectionsOf(user), 1);
+
+  // The same through the back/forward cache: the new leader goes in, the thawed tab takes over.
+  await follower.evaluate(() => dispatchEvent(new PageTransitionEvent("pagehide", { persisted: true })));
+  await leader.waitForFunction(() => window.client.sharing === "leader" && window.client.state === "ready", null, { timeout: 10000 });
+  await follower.evaluate(() => dispatchEvent(new PageTransitionEvent("pageshow", { persisted: true })));
+  await follower.waitForFunction(() => window.client.sharing === "follower" && window.client.state === "ready", null, { timeout: 10000 });
+  const restored = `restored ${Date.now()}`;
+  assert.equal((await stack.push({ userId: user, content: restored, ack: "auto", timeoutMs: 5000 })).results[0].result, "success");
+  for (const p of pages) await waitTexts(p, [restored]);
   await context.close();
 });
 
