@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Browser benchmark of the npm package: packs it as a user installs it (npm pack, which builds
+# Browser benchmark of the npm package: packs it as a user installs it (scripts/npm-pack.sh, which builds
 # pkg/ with scripts/build-wasm.sh when stale), then tests/bench-browser/bench.mjs runs it in
 # headless Chromium against a stand-in MPUSH server on 127.0.0.1 and prints the package's
 # gzipped size, the client's handshake time and the push delivery rate.
@@ -14,6 +14,6 @@ export PATH="$HOME/.cargo/bin:$PWD/node_modules/.bin:$PATH"
 [ -d node_modules/playwright-core ] || npm install --no-audit --no-fund
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-npm pack --silent --pack-destination "$WORK" >/dev/null
+scripts/npm-pack.sh --silent --pack-destination "$WORK" >/dev/null
 tar -xzf "$WORK"/mpush-client-wasm-*.tgz -C "$WORK"
 node tests/bench-browser/bench.mjs "$WORK/package"

@@ -7,8 +7,8 @@
 #
 # Usage: scripts/build-wasm.sh [--dev] [--if-stale]
 #   --dev       debug build, no wasm-opt, no budget
-#   --if-stale  do nothing when pkg/ holds a release build newer than every input (the npm
-#               `prepack` hook uses it, so `npm pack` after a build does not build again);
+#   --if-stale  do nothing when pkg/ holds a release build newer than every input
+#               (scripts/npm-pack.sh uses it, so packing after a build does not build again);
 #               MPUSH_WASM_REBUILD=1 builds anyway
 set -euo pipefail
 

@@ -5,8 +5,9 @@
 #   2. `cargo publish --dry-run` of mpush-protocol, mpush-gateway and mpush-proxy together
 #      (cargo's workspace publishing resolves the unpublished crates locally), which packages
 #      each crate and builds it from the packaged sources;
-#   3. `npm publish --dry-run` (its prepack builds pkg/ when stale) ships exactly the files a
-#      user needs, LICENSE included.
+#   3. `npm publish --dry-run` of the staged package (scripts/npm-pack.sh --stage, which builds
+#      pkg/ when stale) ships exactly the files a user needs, LICENSE included, and its
+#      README.md is the client's (client-wasm/README.md), the one npm shows on the package page.
 # Usage: scripts/publish-check.sh   (--allow-dirty is passed: it runs on work trees too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,6 @@ CRATES=(mpush-protocol mpush-gateway mpush-proxy)
 NPM_FILES="CHANGELOG.md
 LICENSE
 README.md
-client-wasm/README.md
 index.d.ts
 package.json
 pkg/index.js
@@ -75,7 +75,9 @@ cargo publish --dry-run --allow-dirty --locked --target-dir "$PUBLISH_TARGET" "$
 # --- 3. npm -------------------------------------------------------------------------------
 OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
-npm publish --dry-run --json >"$OUT"
+STAGE=$(scripts/npm-pack.sh --stage)
+cmp -s "$STAGE/README.md" client-wasm/README.md || fail "the staged README.md is not client-wasm/README.md"
+npm publish --dry-run --json "$STAGE" >"$OUT"
 # npm's stdout also carries the prepack build's report; the JSON starts at the first "{" line.
 read_report='
   const text = require("fs").readFileSync(process.argv[1], "utf8");

@@ -164,12 +164,13 @@ fi
 if has_npm_script build && { [ ${#node_tests[@]} -gt 0 ] || has_npm_script check:types; }; then
   # The demo console (tests/e2e) imports the packed package from www/vendor.
   build_package() {
-    # `npm pack` builds pkg/ itself (prepack: scripts/build-wasm.sh --if-stale), as it must
-    # on a fresh clone; the tarballs below (www/vendor, consumers) come from the same path.
-    npm pack --dry-run || return 1
+    # scripts/npm-pack.sh builds pkg/ itself (scripts/build-wasm.sh --if-stale), as it must
+    # on a fresh clone, and packs the staged package; the tarballs below (www/vendor,
+    # consumers) come from the same script.
+    scripts/npm-pack.sh --dry-run || return 1
     if [ -x scripts/vendor-www.sh ]; then scripts/vendor-www.sh || return 1; fi
   }
-  step "npm package (npm pack builds pkg/, scripts/vendor-www.sh)" build_package
+  step "npm package (scripts/npm-pack.sh builds pkg/, scripts/vendor-www.sh)" build_package
 fi
 # One version everywhere, `cargo publish --dry-run` of the three crates, and the exact file
 # list of `npm publish --dry-run`.

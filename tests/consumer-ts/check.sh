@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packs the npm package (npm pack), installs the tarball with TypeScript into a fresh temp
+# Packs the npm package (scripts/npm-pack.sh), installs the tarball with TypeScript into a fresh temp
 # directory, and type-checks tests/consumer-ts/consumer.ts against it with `tsc --noEmit`,
 # once with moduleResolution "Bundler" and once with "NodeNext". Builds pkg/ first if missing.
 set -euo pipefail
@@ -11,7 +11,7 @@ export PATH="$HOME/.cargo/bin:$ROOT/node_modules/.bin:$PATH"
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-TARBALL=$(npm pack --silent --pack-destination "$TMP" | tail -n 1)
+TARBALL=$(scripts/npm-pack.sh --silent --pack-destination "$TMP" | tail -n 1)
 echo "consumer-ts: packed $TARBALL ($(tar -tzf "$TMP/$TARBALL" | tr '\n' ' '))"
 
 TS_VERSION=$(node -p "require('./node_modules/typescript/package.json').version" 2>/dev/null || echo 5)

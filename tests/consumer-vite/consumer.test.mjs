@@ -20,10 +20,10 @@ function run(cmd, args, cwd) {
 
 before(async () => {
   const work = mkdtempSync(path.join(os.tmpdir(), "mpush-consumer-"));
-  // The tarball exactly as `npm pack` makes it from the built package.
+  // The tarball exactly as it is published (scripts/npm-pack.sh: npm pack of the staged package).
   const packDir = path.join(work, "pack");
   mkdirSync(packDir, { recursive: true });
-  run("npm", ["pack", "--pack-destination", packDir, "--silent"], ROOT);
+  run(path.join(ROOT, "scripts/npm-pack.sh"), ["--pack-destination", packDir, "--silent"], ROOT);
   const tarball = path.join(packDir, readdirSync(packDir).find((f) => f.endsWith(".tgz")));
   const app = path.join(work, "app");
   cpSync(path.join(HERE, "app"), app, { recursive: true });
