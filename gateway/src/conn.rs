@@ -276,13 +276,20 @@ impl Conn {
                 self.routes.remove(&user_id);
             }
             ServerEvent::UpstreamPush { session_id, content, flags } => {
+                let auto_ack = flags.contains(Flags::AUTO_ACK);
+                if auto_ack && self.draining {
+                    // Stopping: not taken and not acked, so the client sends it again to the
+                    // next gateway; taking it would keep this connection busy to the deadline.
+                    tracing::debug!(conn = self.id, session_id, "draining: upstream push not taken, not acked");
+                    return;
+                }
                 let device_id = self.session.client().map(|c| c.device_id.clone()).unwrap_or_default();
                 let user_id = self.session.user_id().map(str::to_owned);
                 let (receipt, stored) = Receipt::new();
                 self.shared.sink.deliver(UpstreamMessage { user_id, device_id, session_id, content }, receipt);
                 // MPUSH acks AUTO_ACK pushes only (a BIZ_ACK one never); the gateway does so
                 // once the sink has the push, so an acked push is never lost.
-                if flags.contains(Flags::AUTO_ACK) {
+                if auto_ack {
                     self.upstream.push(Box::pin(async move { (session_id, stored.await.unwrap_or(false)) }));
                 }
             }
