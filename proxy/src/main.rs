@@ -29,7 +29,11 @@ async fn main() -> ExitCode {
         }
     };
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour codes only on a terminal, and never with NO_COLOR set (https://no-color.org):
+    // log files, journald and CI logs get plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(colour);
     match config.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
@@ -161,7 +165,10 @@ mod demo {
         let proxy = Proxy::from_listener(config.clone(), listener).map_err(|e| e.to_string())?;
         let ws = base.replacen("http", "ws", 1);
         println!("mpush-proxy: embedded mpush-gateway on {}", gateway.mpush_addr());
-        println!("  console     {base}/");
+        // Only a proxy that serves www/ has a console to open.
+        if config.www.is_some() {
+            println!("  console     {base}/");
+        }
         println!("  websocket   {ws}{}", config.ws_path);
         println!("  push API    {base}/api/push   (gateway API at http://{}/push)", gateway.api_addr());
         println!("  public key  {}", gateway.public_key());
