@@ -15,7 +15,8 @@
 # --compare also: BRIDGES ("mpush-proxy websocat websockify"), WEBSOCKIFY_MAX (1000: websockify
 # forks a ~4 MB Python process per connection, so it gets at most this many sessions),
 # WEBSOCKIFY_PER_PROCESS (400: one websockify process fails near 500, select() above fd 1024),
-# BENCH_CACHE (~/.cache/mpush-bench: websocat 1.14 via `cargo install`, websockify 0.13 in a
+# BENCH_BIN (a directory of prebuilt binaries to use instead of building), BENCH_CACHE
+# (~/.cache/mpush-bench: websocat 1.14 via `cargo install`, websockify 0.13 in a
 # venv, installed there on first use only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,8 +74,12 @@ else
   BRIDGES=mpush-proxy
   check_fds "$N"
 fi
-cargo build --release --locked -q -p mpush-proxy -p mpush-gateway -p mpush-loadgen
-BIN=target/release
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN # prebuilt mpush-proxy, mpush-gateway and mpush-loadgen (e.g. copies kept aside)
+else
+  cargo build --release --locked -q -p mpush-proxy -p mpush-gateway -p mpush-loadgen
+  BIN=target/release
+fi
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {

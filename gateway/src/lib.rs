@@ -21,12 +21,10 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use mpush_protocol::{MemorySessionStore, ServerConfig, SessionStore};
-use rand::rngs::OsRng;
-use rand::RngCore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -73,18 +71,9 @@ pub enum GatewayError {
     },
 }
 
-/// Milliseconds since the Unix epoch, from a monotonic clock: the `now` every session call
-/// takes. The session uses it both for its timers (heartbeat checks, ack timeouts) and for
-/// the one wall-clock value MPUSH puts on the wire (a handshake's `expireTime`), so it is
-/// the wall clock read once at the first call plus the monotonic time since: a clock step
-/// (NTP, a VM resumed) can neither fire every idle check at once nor hold them back.
-pub fn now_ms() -> u64 {
-    static START: OnceLock<(Instant, u64)> = OnceLock::new();
-    let (at, wall) = START.get_or_init(|| {
-        (Instant::now(), SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
-    });
-    wall.saturating_add(u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX))
-}
+/// The `now` every session call takes (milliseconds since the Unix epoch, monotonic), shared
+/// with the other native drivers.
+pub use mpush_protocol::host::now_ms;
 
 /// Where a stopping gateway is, as its connection tasks see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,11 +104,7 @@ impl Drop for ActiveConn {
 }
 
 /// A session seed from the OS CSPRNG.
-pub(crate) fn os_seed() -> [u8; 32] {
-    let mut seed = [0u8; 32];
-    OsRng.fill_bytes(&mut seed);
-    seed
-}
+pub(crate) use mpush_protocol::host::os_seed;
 
 /// How long closing connections get to flush and close once `drain-timeout` is up.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);

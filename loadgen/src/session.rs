@@ -1,14 +1,16 @@
-//! One load-generator session: a `ClientSession` driven over TCP or a WebSocket by a task.
+//! One load-generator session: a `ClientSession` on the workspace's one session driver
+//! (`mpush-native-client`), over TCP or over a WebSocket [`Transport`] defined here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::io;
+
 use futures_util::{SinkExt, StreamExt};
+use mpush_native_client::{NativeClient, Options, Transport};
 use mpush_protocol::frame::frame_len;
-use mpush_protocol::{ClientConfig, ClientEvent, ClientSession, RsaPublicKey, HEARTBEAT_BYTE};
-use rand::RngCore;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use mpush_protocol::{ClientConfig, ClientEvent, RsaPublicKey, HEARTBEAT_BYTE};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinHandle;
@@ -16,7 +18,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::stats::{now_micros, now_ms};
+use crate::stats::now_micros;
 use crate::Args;
 
 /// Where sessions connect.
@@ -68,137 +70,145 @@ impl Drop for SessionHandle {
     }
 }
 
-enum Io {
-    Tcp(TcpStream),
-    /// `bool`: the bridge relays a byte stream (no one-packet-per-message check).
-    Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>, bool),
+/// Counts the heartbeats among the packets a session sends.
+fn count_heartbeats(packets: &[Vec<u8>], counters: &Counters) {
+    let n = packets.iter().filter(|p| p.as_slice() == [HEARTBEAT_BYTE]).count();
+    if n > 0 {
+        counters.heartbeats.fetch_add(n as u64, Ordering::Relaxed);
+    }
 }
 
-impl Io {
-    async fn connect(target: &Target, i: usize) -> Result<Io, String> {
-        match target {
-            Target::Tcp { addr } => {
-                let s = TcpStream::connect(addr).await.map_err(|e| format!("tcp connect {addr}: {e}"))?;
-                let _ = s.set_nodelay(true);
-                Ok(Io::Tcp(s))
-            }
-            Target::Ws { urls, origin, protocol, stream } => {
-                let url = urls.get(i % urls.len().max(1)).ok_or("no WebSocket URL")?;
-                let mut req = url.as_str().into_client_request().map_err(|e| format!("ws url: {e}"))?;
-                let h = req.headers_mut();
-                if !protocol.is_empty() {
-                    h.insert("sec-websocket-protocol", protocol.parse().map_err(|_| "subprotocol header")?);
-                }
-                h.insert("origin", origin.parse().map_err(|_| "origin header")?);
-                let (ws, _) =
-                    tokio_tungstenite::connect_async(req).await.map_err(|e| format!("ws connect {url}: {e}"))?;
-                Ok(Io::Ws(Box::new(ws), *stream))
-            }
-        }
+/// Direct TCP for the shared driver, counting heartbeats.
+struct TcpTransport {
+    stream: TcpStream,
+    counters: Arc<Counters>,
+}
+
+impl Transport for TcpTransport {
+    async fn send(&mut self, packets: Vec<Vec<u8>>) -> io::Result<()> {
+        count_heartbeats(&packets, &self.counters);
+        self.stream.send(packets).await
     }
 
-    async fn send(&mut self, bytes: Vec<u8>) -> Result<(), String> {
-        match self {
-            Io::Tcp(s) => s.write_all(&bytes).await.map_err(|e| e.to_string()),
-            Io::Ws(ws, _) => ws.send(WsMessage::binary(bytes)).await.map_err(|e| e.to_string()),
-        }
+    async fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
+        self.stream.recv(buf).await
     }
 
-    /// Next bytes; `Ok(None)` when the peer closed.
-    async fn recv(&mut self, buf: &mut Vec<u8>, counters: &Counters) -> Result<Option<()>, String> {
-        buf.clear();
-        match self {
-            Io::Tcp(s) => {
-                buf.resize(16 * 1024, 0);
-                let n = s.read(buf).await.map_err(|e| e.to_string())?;
-                buf.truncate(n);
-                Ok((n > 0).then_some(()))
-            }
-            Io::Ws(ws, stream) => loop {
-                match ws.next().await {
-                    Some(Ok(WsMessage::Binary(b))) => {
-                        if !*stream && !matches!(frame_len(&b, usize::MAX >> 1), Ok(Some(n)) if n == b.len()) {
-                            counters.framing_violations.fetch_add(1, Ordering::Relaxed);
-                        }
-                        // The session reassembles packets from any split.
-                        buf.extend_from_slice(&b);
-                        return Ok(Some(()));
+    async fn close(&mut self) -> io::Result<()> {
+        Transport::close(&mut self.stream).await
+    }
+}
+
+/// A WebSocket through a bridge for the shared driver: each packet goes out as its own binary
+/// message (mpush-proxy's contract; byte-stream bridges take that too).
+struct WsTransport {
+    ws: Box<WebSocketStream<MaybeTlsStream<TcpStream>>>,
+    /// The bridge relays a byte stream: no one-packet-per-message check on what arrives.
+    stream: bool,
+    counters: Arc<Counters>,
+}
+
+impl Transport for WsTransport {
+    async fn send(&mut self, packets: Vec<Vec<u8>>) -> io::Result<()> {
+        count_heartbeats(&packets, &self.counters);
+        for p in packets {
+            self.ws.feed(WsMessage::binary(p)).await.map_err(io::Error::other)?;
+        }
+        self.ws.flush().await.map_err(io::Error::other)
+    }
+
+    async fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(WsMessage::Binary(b))) => {
+                    if !self.stream && !matches!(frame_len(&b, usize::MAX >> 1), Ok(Some(n)) if n == b.len()) {
+                        self.counters.framing_violations.fetch_add(1, Ordering::Relaxed);
                     }
-                    Some(Ok(WsMessage::Close(_))) | None => return Ok(None),
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => return Err(e.to_string()),
+                    // The session reassembles packets from any split.
+                    buf.extend_from_slice(&b);
+                    return Ok(true);
                 }
-            },
+                Some(Ok(WsMessage::Close(_))) | None => return Ok(false),
+                Some(Ok(_)) => continue, // ping (answered by tungstenite) or pong
+                Some(Err(e)) => return Err(io::Error::other(e)),
+            }
         }
+    }
+
+    async fn close(&mut self) -> io::Result<()> {
+        self.ws.close(None).await.map_err(io::Error::other)
     }
 }
 
-async fn flush(session: &mut ClientSession, io: &mut Io, counters: &Counters) -> Result<(), String> {
-    while let Some(b) = session.poll_transmit() {
-        if b.as_slice() == [HEARTBEAT_BYTE] {
-            counters.heartbeats.fetch_add(1, Ordering::Relaxed);
+/// Connects session `i` to `target` and starts it on the shared driver.
+async fn connect(
+    target: &Target,
+    i: usize,
+    config: ClientConfig,
+    counters: Arc<Counters>,
+) -> Result<NativeClient, String> {
+    let options = Options { wait_timeout: Duration::from_secs(120), ..Options::default() };
+    let started = match target {
+        Target::Tcp { addr } => {
+            let stream = TcpStream::connect(addr).await.map_err(|e| format!("tcp connect {addr}: {e}"))?;
+            let _ = stream.set_nodelay(true);
+            NativeClient::start_on(TcpTransport { stream, counters }, config, options)
         }
-        io.send(b).await?;
-    }
-    Ok(())
+        Target::Ws { urls, origin, protocol, stream } => {
+            let url = urls.get(i % urls.len().max(1)).ok_or("no WebSocket URL")?;
+            let mut req = url.as_str().into_client_request().map_err(|e| format!("ws url: {e}"))?;
+            let h = req.headers_mut();
+            if !protocol.is_empty() {
+                h.insert("sec-websocket-protocol", protocol.parse().map_err(|_| "subprotocol header")?);
+            }
+            h.insert("origin", origin.parse().map_err(|_| "origin header")?);
+            let (ws, _) = tokio_tungstenite::connect_async(req).await.map_err(|e| format!("ws connect {url}: {e}"))?;
+            NativeClient::start_on(WsTransport { ws: Box::new(ws), stream: *stream, counters }, config, options)
+        }
+    };
+    started.map_err(|e| e.to_string())
 }
 
-async fn drive(
-    mut session: ClientSession,
-    mut io: Io,
+/// Takes one session's events: binds after the handshake, reports readiness once bound, and
+/// records each push's latency (pushes carry their send time in µs).
+async fn run_session(
+    mut client: NativeClient,
     user: String,
     counters: Arc<Counters>,
     ready: oneshot::Sender<Result<(), String>>,
 ) -> Result<(), String> {
     let mut ready = Some(ready);
-    session.handle_connected(now_ms()).map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    loop {
-        flush(&mut session, &mut io, &counters).await?;
-        while let Some(e) = session.poll_event() {
-            match e {
-                ClientEvent::HandshakeOk { .. } | ClientEvent::FastConnected { .. } => {
-                    session.bind(now_ms(), &user, None, None).map_err(|e| e.to_string())?;
+    while let Some(e) = client.next_event().await {
+        match e {
+            ClientEvent::HandshakeOk { .. } | ClientEvent::FastConnected { .. } => {
+                client.bind(&user, None, None).await.map_err(|e| e.to_string())?;
+            }
+            ClientEvent::Bound { .. } => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(Ok(()));
                 }
-                ClientEvent::Bound { .. } => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(Ok(()));
+            }
+            ClientEvent::Push(m) => {
+                let sent: Option<u64> = std::str::from_utf8(&m.content).ok().and_then(|s| s.parse().ok());
+                if let Some(sent) = sent {
+                    let lat = now_micros().saturating_sub(sent);
+                    if let Ok(mut l) = counters.latencies.lock() {
+                        l.push(lat);
                     }
                 }
-                ClientEvent::Push(m) => {
-                    let sent: Option<u64> = std::str::from_utf8(&m.content).ok().and_then(|s| s.parse().ok());
-                    if let Some(sent) = sent {
-                        let lat = now_micros().saturating_sub(sent);
-                        if let Ok(mut l) = counters.latencies.lock() {
-                            l.push(lat);
-                        }
-                    }
-                    counters.received.fetch_add(1, Ordering::Relaxed);
-                }
-                ClientEvent::ConnectionDead => {
-                    counters.dead.fetch_add(1, Ordering::Relaxed);
-                    return Err("connection dead".into());
-                }
-                ClientEvent::ConnectFailed(e) | ClientEvent::RequestFailed { error: e, .. } => {
-                    return Err(format!("session: {e}"));
-                }
-                _ => {}
+                counters.received.fetch_add(1, Ordering::Relaxed);
             }
-        }
-        flush(&mut session, &mut io, &counters).await?;
-        let wake = session.poll_timeout().map(|t| Duration::from_millis(t.saturating_sub(now_ms())));
-        tokio::select! {
-            r = io.recv(&mut buf, &counters) => {
-                match r? {
-                    Some(()) => session.handle_input(now_ms(), &buf).map_err(|e| e.to_string())?,
-                    None => return Err("closed by peer".into()),
-                }
+            ClientEvent::ConnectionDead => {
+                counters.dead.fetch_add(1, Ordering::Relaxed);
+                return Err("connection dead".into());
             }
-            _ = tokio::time::sleep(wake.unwrap_or(Duration::from_secs(3600))) => {
-                session.handle_timeout(now_ms());
+            ClientEvent::ConnectFailed(e) | ClientEvent::RequestFailed { error: e, .. } => {
+                return Err(format!("session: {e}"));
             }
+            _ => {}
         }
     }
+    Err(format!("closed: {:?}", client.closed().await))
 }
 
 /// Opens `args.sessions` sessions, each handshaked and bound to `{prefix}-{i}`; returns the
@@ -219,14 +229,11 @@ pub async fn open_all(
         let mut cfg = ClientConfig::new(key.clone(), format!("{prefix}-dev-{i}"));
         cfg.min_heartbeat = args.heartbeat;
         cfg.max_heartbeat = args.heartbeat;
-        let mut seed = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut seed);
-        let session = ClientSession::new(cfg, seed).map_err(|e| e.to_string())?;
         let (tx, rx) = oneshot::channel();
         let (target, user, counters) = (target.clone(), format!("{prefix}-{i}"), counters.clone());
         let task = tokio::spawn(async move {
-            let io = match Io::connect(&target, i).await {
-                Ok(io) => io,
+            let client = match connect(&target, i, cfg, counters.clone()).await {
+                Ok(c) => c,
                 Err(e) => {
                     let _ = tx.send(Err(e));
                     drop(permit);
@@ -234,12 +241,12 @@ pub async fn open_all(
                 }
             };
             let (inner_tx, inner_rx) = oneshot::channel();
-            let drive = drive(session, io, user, counters, inner_tx);
-            tokio::pin!(drive);
+            let run = run_session(client, user, counters, inner_tx);
+            tokio::pin!(run);
             // Hold the handshake permit until the session is bound, then release it.
             let mut tx = Some(tx);
             tokio::select! {
-                r = &mut drive => {
+                r = &mut run => {
                     if let Some(tx) = tx.take() { let _ = tx.send(r.and(Err("ended before bind".into()))); }
                     return;
                 }
@@ -248,7 +255,7 @@ pub async fn open_all(
                 }
             }
             drop(permit);
-            let _ = drive.await;
+            let _ = run.await;
         });
         handles.push(SessionHandle(task));
         waits.push(rx);

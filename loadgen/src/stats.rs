@@ -2,14 +2,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Microseconds since the Unix epoch (pushes carry their send time in this unit).
+/// Microseconds since the Unix epoch (pushes carry their send time in this unit; the sessions'
+/// own clock is `mpush_protocol::host::now_ms`, through the shared driver).
 pub fn now_micros() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
-}
-
-/// Milliseconds since the Unix epoch, the `now` of the protocol sessions.
-pub fn now_ms() -> u64 {
-    now_micros() / 1000
 }
 
 /// Latency percentiles in milliseconds.

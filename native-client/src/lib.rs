@@ -2,8 +2,10 @@
 //!
 //! A tokio driver around [`mpush_protocol::ClientSession`]: one task per connection that only
 //! moves bytes and time in and out of the sans-IO session, as the Android/Java SDK's
-//! connection thread does. Tests and load generators use it to speak the native MPUSH byte
-//! stream to a connection server (the Java MPUSH server or `mpush-gateway`).
+//! connection thread does. Tests use it to speak the native MPUSH byte stream to a connection
+//! server (the Java MPUSH server or `mpush-gateway`); `mpush-loadgen` runs every one of its
+//! sessions on it, over TCP or over its own WebSocket [`Transport`]. This is the one session
+//! driver of the workspace.
 //!
 //! ```no_run
 //! # async fn demo(public_key: mpush_protocol::RsaPublicKey) -> Result<(), Box<dyn std::error::Error>> {
@@ -23,27 +25,49 @@
 //! ```
 #![forbid(unsafe_code)]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::future::Future;
+use std::time::Duration;
 
+pub use mpush_protocol::host::{now_ms, os_seed};
 use mpush_protocol::{
     AckMode, ClientConfig, ClientError, ClientEvent, ClientSession, HttpRequest, RequestId, StoredSession,
 };
-use rand::rngs::OsRng;
-use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
 
-/// Milliseconds since the Unix epoch: the `now` every session call takes.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+/// A connection the driver runs a session over: TCP (the native byte stream) or anything else
+/// that carries packets, such as a WebSocket through a bridge.
+pub trait Transport: Send + 'static {
+    /// Sends the packets the session queued, in order. A byte stream may write them in one
+    /// go; a WebSocket to `mpush-proxy` must send each as its own message.
+    fn send(&mut self, packets: Vec<Vec<u8>>) -> impl Future<Output = std::io::Result<()>> + Send;
+    /// Waits for more bytes from the server and appends them to `buf` (any split of the
+    /// stream: the session reassembles packets); `Ok(false)` at the end of the stream. Must be
+    /// cancel-safe: the driver races it against calls and timers.
+    fn recv(&mut self, buf: &mut Vec<u8>) -> impl Future<Output = std::io::Result<bool>> + Send;
+    /// Ends the connection from this side.
+    fn close(&mut self) -> impl Future<Output = std::io::Result<()>> + Send;
 }
 
-/// 32 bytes from the operating system's CSPRNG, the seed a session needs.
-pub fn os_seed() -> [u8; 32] {
-    let mut seed = [0u8; 32];
-    OsRng.fill_bytes(&mut seed);
-    seed
+/// Most bytes one TCP read takes.
+const TCP_READ: usize = 16 * 1024;
+
+impl Transport for TcpStream {
+    async fn send(&mut self, packets: Vec<Vec<u8>>) -> std::io::Result<()> {
+        // One write for everything queued together.
+        let all = packets.concat();
+        self.write_all(&all).await
+    }
+
+    async fn recv(&mut self, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+        buf.reserve(TCP_READ);
+        Ok(self.read_buf(buf).await? > 0)
+    }
+
+    async fn close(&mut self) -> std::io::Result<()> {
+        self.shutdown().await
+    }
 }
 
 /// How the driver behaves.
@@ -126,6 +150,20 @@ impl NativeClient {
     /// Starts the session over an already connected stream.
     pub fn start(stream: TcpStream, config: ClientConfig, options: Options) -> Result<NativeClient, Error> {
         let local_addr = stream.local_addr().ok();
+        NativeClient::spawn(stream, local_addr, config, options)
+    }
+
+    /// Starts the session over any [`Transport`] (e.g. a WebSocket through a bridge).
+    pub fn start_on<T: Transport>(transport: T, config: ClientConfig, options: Options) -> Result<NativeClient, Error> {
+        NativeClient::spawn(transport, None, config, options)
+    }
+
+    fn spawn<T: Transport>(
+        stream: T,
+        local_addr: Option<std::net::SocketAddr>,
+        config: ClientConfig,
+        options: Options,
+    ) -> Result<NativeClient, Error> {
         let mut session = match options.resume.clone() {
             Some(stored) => ClientSession::resume(config, os_seed(), stored)?,
             None => ClientSession::new(config, os_seed())?,
@@ -241,14 +279,14 @@ impl NativeClient {
 }
 
 /// Runs until the connection ends; never panics on network data.
-async fn drive(
-    mut stream: TcpStream,
+async fn drive<T: Transport>(
+    mut stream: T,
     mut session: ClientSession,
     mut calls: mpsc::UnboundedReceiver<Call>,
     events: mpsc::UnboundedSender<ClientEvent>,
     timers: bool,
 ) -> Closed {
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = Vec::new();
     loop {
         if let Err(e) = flush(&mut stream, &mut session).await {
             return Closed::Io(e.to_string());
@@ -274,16 +312,20 @@ async fn drive(
         let wake = if timers { session.poll_timeout() } else { None };
         let sleep = wake.map(|at| Duration::from_millis(at.saturating_sub(now_ms())));
         tokio::select! {
-            r = stream.read(&mut buf) => match r {
-                Ok(0) => {
+            r = stream.recv(&mut buf) => match r {
+                Ok(false) => {
                     session.handle_disconnected(now_ms());
                     while let Some(e) = session.poll_event() {
                         let _ = events.send(e);
                     }
                     return Closed::ByPeer;
                 }
-                Ok(n) => {
-                    if let Err(e) = session.handle_input(now_ms(), &buf[..n]) {
+                Ok(true) => {
+                    let input = std::mem::take(&mut buf);
+                    let handled = session.handle_input(now_ms(), &input);
+                    buf = input;
+                    buf.clear();
+                    if let Err(e) = handled {
                         while let Some(ev) = session.poll_event() {
                             let _ = events.send(ev);
                         }
@@ -296,7 +338,7 @@ async fn drive(
             call = calls.recv() => match call {
                 Some(f) => f(&mut session, now_ms()),
                 None => {
-                    let _ = stream.shutdown().await;
+                    let _ = stream.close().await;
                     return Closed::Locally;
                 }
             },
@@ -312,13 +354,13 @@ async fn sleep_opt(d: Option<Duration>) {
     }
 }
 
-async fn flush(stream: &mut TcpStream, session: &mut ClientSession) -> std::io::Result<()> {
+async fn flush<T: Transport>(stream: &mut T, session: &mut ClientSession) -> std::io::Result<()> {
     let mut out = Vec::new();
     while let Some(b) = session.poll_transmit() {
-        out.extend_from_slice(&b);
+        out.push(b);
     }
     if !out.is_empty() {
-        stream.write_all(&out).await?;
+        stream.send(out).await?;
     }
     Ok(())
 }

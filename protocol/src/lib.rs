@@ -21,6 +21,8 @@ pub mod codec;
 pub mod crypto;
 pub mod deflate;
 pub mod frame;
+#[cfg(feature = "host")]
+pub mod host;
 pub mod message;
 mod pkcs1;
 mod rng;
