@@ -208,10 +208,12 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 hold, burst, rate, rate_s, cores = sys.argv[2:7]
 print(f"bench --compare: burst {burst} pushes, latency at {rate} pushes/s for {rate_s} s, {hold} s idle hold, {cores} cores, 127.0.0.1")
 print("KB/idle session: bridge RSS (with child processes) after the hold minus before, per session held;")
-print("CPU µs/push: bridge user+system time (all threads and children) over the burst, per push delivered.")
+print("CPU µs/push: bridge user+system time (all threads and children) per push delivered, over the burst and over")
+print("the paced run ('@rate': each push on its own, heartbeats included; a bridge that falls behind in the burst")
+print("batches several pushes per system call there).")
 def f(v, fmt):
     return "-" if v is None else format(v, fmt)
-head = f"{'sessions':>8}  {'bridge':<12} {'procs':>5} {'held':>11} {'KB/idle':>8} {'pushes/s':>9} {'vs direct':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/push':>11}"
+head = f"{'sessions':>8}  {'bridge':<12} {'procs':>5} {'held':>11} {'KB/idle':>8} {'pushes/s':>9} {'vs direct':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/push':>11} {'@rate':>6}"
 print(head)
 print("-" * len(head))
 for count in sorted({r["count"] for r in rows}):
@@ -223,10 +225,11 @@ for count in sorted({r["count"] for r in rows}):
         held = f"{r['sessions']}/{r['attempted']}"
         kb = None if r["bridge"] == "direct" else r["kb_per_session"]
         cpu = None if r["bridge"] == "direct" else r["cpu_us_per_push"]
+        cpu_rate = None if r["bridge"] == "direct" else r.get("cpu_us_per_push_at_rate")
         name = "direct TCP" if r["bridge"] == "direct" else r["bridge"]
         procs = "-" if r["bridge"] == "direct" else r["procs"]
         print(f"{count:>8}  {name:<12} {procs:>5} {held:>11} {f(kb, '.1f'):>8} {f(r['pushes_per_sec'], '.0f'):>9} {f(ratio, '.2f'):>9} "
-              f"{f(r['p50_ms'], '.3f'):>7} {f(r['p99_ms'], '.3f'):>7} {f(cpu, '.1f'):>11}")
+              f"{f(r['p50_ms'], '.3f'):>7} {f(r['p99_ms'], '.3f'):>7} {f(cpu, '.1f'):>11} {f(cpu_rate, '.1f'):>6}")
         if r["attempted"] < count:
             print(f"{'':>10}({name} given {r['attempted']} of the {count} sessions: WEBSOCKIFY_MAX)")
         if r.get("framing_violations"):
@@ -234,6 +237,9 @@ for count in sorted({r["count"] for r in rows}):
     proxy = next((r for r in group if r["bridge"] == "mpush-proxy"), None)
     wsc = next((r for r in group if r["bridge"] == "websocat"), None)
     if proxy and wsc and proxy["kb_per_session"] and proxy["cpu_us_per_push"] and wsc["kb_per_session"] and wsc["cpu_us_per_push"]:
+        at_rate = ""
+        if proxy.get("cpu_us_per_push_at_rate") and wsc.get("cpu_us_per_push_at_rate"):
+            at_rate = f" ({wsc['cpu_us_per_push_at_rate'] / proxy['cpu_us_per_push_at_rate']:.2f}x at the fixed rate)"
         print(f"{'':>10}mpush-proxy vs websocat: {wsc['kb_per_session'] / proxy['kb_per_session']:.1f}x less memory per idle session, "
-              f"{wsc['cpu_us_per_push'] / proxy['cpu_us_per_push']:.2f}x less CPU per push")
+              f"{wsc['cpu_us_per_push'] / proxy['cpu_us_per_push']:.2f}x less CPU per push in the burst{at_rate}")
 EOF

@@ -119,6 +119,9 @@ pub struct RunReport {
     burst_secs: f64,
     /// Proxy CPU time (user + system, all threads) per push during the burst, in µs.
     proxy_cpu_per_push_us: Option<f64>,
+    /// The same over the paced latency run: every push handled on its own (a bridge that falls
+    /// behind in the burst batches several pushes per system call there), heartbeats included.
+    cpu_per_push_at_rate_us: Option<f64>,
     latency: Option<stats::Percentiles>,
 }
 
@@ -140,6 +143,9 @@ impl RunReport {
                 self.burst_pushes,
                 self.burst_secs
             );
+        }
+        if let Some(us) = self.cpu_per_push_at_rate_us {
+            println!("{} CPU per push at the fixed rate: {us:.1} µs", self.measured);
         }
         if let Some(us) = self.proxy_cpu_per_push_us {
             println!("{} CPU per push:     {us:.1} µs", self.measured);
@@ -167,6 +173,7 @@ impl RunReport {
             "pushes_per_sec": rate,
             "burst_pushes": self.burst_pushes,
             "cpu_us_per_push": self.proxy_cpu_per_push_us,
+            "cpu_us_per_push_at_rate": self.cpu_per_push_at_rate_us,
             "p50_ms": self.latency.as_ref().map(|p| p.p50),
             "p99_ms": self.latency.as_ref().map(|p| p.p99),
             "latency_samples": self.latency.as_ref().map(|p| p.samples),
@@ -311,6 +318,7 @@ async fn run(args: &Args, key: &RsaPublicKey, target: Target, label: &str) -> Re
         counters.latencies.lock().map_err(|_| "poisoned")?.clear();
         let per_tick = (args.rate / 100).max(1);
         let ticks = args.rate_seconds * 100;
+        let cpu_before = sum_over(pids, cpu_ns);
         let mut interval = tokio::time::interval(Duration::from_millis(10));
         let mut i = 0usize;
         let mut sent = 0u64;
@@ -321,7 +329,10 @@ async fn run(args: &Args, key: &RsaPublicKey, target: Target, label: &str) -> Re
             client.push(&batch, &stats::now_micros().to_string()).await?;
             sent += per_tick as u64;
         }
-        counters.wait_received(sent, Duration::from_secs(30)).await;
+        let got = counters.wait_received(sent, Duration::from_secs(30)).await;
+        if let (Some(before), Some(after)) = (cpu_before, sum_over(pids, cpu_ns)) {
+            report.cpu_per_push_at_rate_us = Some(after.saturating_sub(before) as f64 / 1000.0 / got.max(1) as f64);
+        }
         let lat = counters.latencies.lock().map_err(|_| "poisoned")?.clone();
         report.latency = stats::Percentiles::of(lat);
     }
