@@ -256,7 +256,11 @@ export class MPushClient {
         console.error(`mpush: a "${name}" listener threw:`, err);
       }
     }
-    if (name === "connect") for (const w of this._waiters.splice(0)) w.resolve(payload);
+    if (name === "connect") {
+      // A new session: pushes of the previous one can no longer be acked.
+      this._awaiting?.clear();
+      for (const w of this._waiters.splice(0)) w.resolve(payload);
+    }
   }
 
   _setState(s) {
@@ -523,18 +527,15 @@ export class MPushClient {
 
   // ack from a message or `client.ack(id)`: the leader acks each id once, whichever tab asks.
   _ackPush(id) {
-    if (!this._opts) {
-      try {
-        this._core.ack(id);
-        return true;
-      } catch (e) {
-        if (e.code === "INVALID_ARGUMENT") return false; // acked already
-        throw e;
-      }
+    if (this._opts && !this._awaiting.has(id)) return false;
+    try {
+      if (this._opts) this._ack(id);
+      else this._core.ack(id);
+      return true;
+    } catch (e) {
+      if (e.code === "INVALID_ARGUMENT") return false; // acked already, or from before a reconnect
+      throw e;
     }
-    if (!this._awaiting.has(id)) return false;
-    this._ack(id);
-    return true;
   }
 
   _ack(id) {
