@@ -410,7 +410,9 @@ impl GatewayHandle {
         &self.pusher
     }
 
-    /// Stops the gateway and waits for it to finish.
+    /// Stops the gateway as SIGTERM stops the binary, and waits for it to finish: no new
+    /// connections or API requests, work under way finished within `drain-timeout`, then
+    /// every connection closed (see [`Gateway::run_until`]).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
