@@ -2,8 +2,8 @@
 # Builds the npm package "mpush-client-wasm" into pkg/: cargo (the `wasm-release` profile:
 # opt-level z, LTO, panic=abort; the aes crate's `aes_compact` fixslice, about 2.3 KB smaller),
 # wasm-bindgen --target web, wasm-opt -Oz with a flatten/rereloop pass from the npm
-# `binaryen` devDependency, then the package entry pkg/index.js. Prints the gzipped size of
-# wasm + JS glue and fails above the budget (80 KB; MPUSH_WASM_ENFORCE_BUDGET=0: only warn).
+# `binaryen` devDependency, then the package entry pkg/index.js; the JS minified
+# (scripts/minify-js.mjs). Prints the gzipped size of wasm + JS glue and fails above the budget (80 KB; MPUSH_WASM_ENFORCE_BUDGET=0: only warn).
 #
 # Usage: scripts/build-wasm.sh [--dev] [--if-stale]
 #   --dev       debug build, no wasm-opt, no budget
@@ -36,7 +36,7 @@ if [ "$IF_STALE" = 1 ] && [ "$DEV" = 0 ] && [ "${MPUSH_WASM_REBUILD:-0}" != 1 ] 
   [ "$(cat "$STAMP")" = "$STAMP_TEXT" ] &&
   [ -f pkg/index.js ] && [ -f pkg/shared.js ] && [ -f pkg/mpush_client_wasm.js ] && [ -f pkg/mpush_client_wasm_bg.wasm ]; then
   inputs=(Cargo.toml Cargo.lock protocol/Cargo.toml protocol/src client-wasm/Cargo.toml client-wasm/src
-    client-wasm/js scripts/build-wasm.sh)
+    client-wasm/js scripts/build-wasm.sh scripts/minify-js.mjs)
   [ -e .cargo/config.toml ] && inputs+=(.cargo/config.toml)
   newer=$(find "${inputs[@]}" -newer "$STAMP" -print -quit)
   if [ -z "$newer" ]; then
@@ -112,6 +112,11 @@ for f in client-wasm/js/*.js; do
 done
 # The package ships the hand-checked index.d.ts at the root instead of the generated typings.
 rm -f pkg/*.d.ts
+# Minified JS (scripts/minify-js.mjs, Oxc via the rolldown devDependency): ~7 KB less gzipped.
+# MPUSH_WASM_MINIFY=0 ships the JS as written.
+if [ "$DEV" = 0 ] && [ "${MPUSH_WASM_MINIFY:-1}" != 0 ]; then
+  node scripts/minify-js.mjs pkg/*.js
+fi
 
 gz() { gzip -9 -c "$1" | wc -c | tr -d ' '; }
 WASM=$(gz pkg/mpush_client_wasm_bg.wasm)
