@@ -3,7 +3,8 @@
 //   refused origin, wrong path  -> CONNECT_FAILED with a hint; ATTEMPT_LIMIT (cause: that) with maxAttempts
 //   wrong key                   -> HANDSHAKE_REFUSED (serverCode 100), no retries
 //   attempt limit               -> "reconnecting" payloads 1..n, then ATTEMPT_LIMIT, state "closed"
-//   offline, online             -> state "offline", then a probe heartbeat at once and "ready"
+//   offline, online             -> state "offline", then a probe heartbeat at once and "ready";
+//                                  a connection lost while offline waits, then connects at once
 //   proxy restart               -> "reconnecting" with the close code and reason, then ready again
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -157,6 +158,30 @@ test("offline then online: state 'offline', then a probe heartbeat at once and '
     // The probe is answered (the server echoes the heartbeat), so the connection stays up.
     await page.evaluate(() => new Promise((r) => setTimeout(r, 1500)));
     assert.equal(await page.evaluate(() => c.state), "ready");
+    await page.evaluate(() => c.close());
+  });
+});
+
+test("a connection lost while offline waits for 'online' (no attempts, none counted), then connects at once", async () => {
+  await withPage(async (page, context) => {
+    await page.evaluate(async ({ url, publicKey }) => {
+      window.c = new mp.MPushClient({ url, publicKey, storage: "memory", reconnect: { minDelay: 100, maxDelay: 200, maxAttempts: 1 } });
+      window.log = track(window.c);
+      await window.c.connect();
+    }, { url: cfg.ws, publicKey: cfg.key });
+    await context.setOffline(true);
+    await page.waitForFunction(() => c.state === "offline", null, { timeout: 5000 });
+    // The server side goes away while the browser is offline: the socket closes.
+    await stack.restart();
+    await page.waitForFunction(() => log.some((e) => e.ev === "disconnect"), null, { timeout: 15000 });
+    // Still offline: no attempt is scheduled (maxAttempts: 1 would otherwise be used up).
+    await page.evaluate(() => new Promise((r) => setTimeout(r, 500)));
+    assert.equal(await page.evaluate(() => c.state), "offline");
+    await context.setOffline(false);
+    await page.waitForFunction(() => log.filter((e) => e.ev === "connect").length === 2, null, { timeout: 15000 });
+    const log = await page.evaluate(() => log);
+    assert.deepEqual(events(log, "reconnecting"), []);
+    assert.deepEqual(events(log, "state"), ["connecting", "handshaking", "ready", "offline", "reconnecting", "handshaking", "ready"]);
     await page.evaluate(() => c.close());
   });
 });
