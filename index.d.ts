@@ -230,8 +230,9 @@ export class MPushMessage {
   /** The content parsed as JSON (throws `SyntaxError` if it is not JSON). */
   json<T = unknown>(): T;
   /**
-   * Acknowledges a "biz" push; `false` when no ack is needed or it was sent already (with a
-   * shared connection: also by another tab).
+   * Acknowledges a "biz" push; `false` when no ack is needed, it was sent already (with a
+   * shared connection: also by another tab), or the push came on a connection since lost.
+   * Throws `NOT_CONNECTED` while disconnected.
    */
   ack(): boolean;
   /** Does nothing: the push lives in JS (kept for compatibility). */
