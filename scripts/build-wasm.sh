@@ -3,7 +3,8 @@
 # opt-level z, LTO, panic=abort; the aes crate's `aes_compact` fixslice, about 2.3 KB smaller),
 # wasm-bindgen --target web, wasm-opt -Oz with a flatten/rereloop pass from the npm
 # `binaryen` devDependency, then the package entry pkg/index.js; the JS minified
-# (scripts/minify-js.mjs). Prints the gzipped size of wasm + JS glue and fails above the budget (80 KB; MPUSH_WASM_ENFORCE_BUDGET=0: only warn).
+# (scripts/minify-js.mjs). Prints the gzipped size of wasm + JS glue and fails above the
+# budget (80 KB; MPUSH_WASM_ENFORCE_BUDGET=0: only warn).
 #
 # Usage: scripts/build-wasm.sh [--dev] [--if-stale]
 #   --dev       debug build, no wasm-opt, no budget
