@@ -239,6 +239,18 @@ mod tests {
     }
 
     #[wasm_bindgen_test]
+    fn messages_name_the_method_once_and_causes_are_kept() {
+        let e = in_method("bind", client_error(&ClientError::NotReady(ClientState::Disconnected)));
+        assert_eq!(String::from(e.unchecked_ref::<js_sys::Error>().message()), "bind: not connected");
+        let again = in_method("bind", e);
+        assert_eq!(String::from(again.unchecked_ref::<js_sys::Error>().message()), "bind: not connected");
+        let cause = js_error(ErrorCode::ConnectFailed, "could not connect");
+        let e = with_cause(js_error(ErrorCode::AttemptLimit, "gave up"), &cause);
+        assert_eq!(code_of(&e).as_deref(), Some("ATTEMPT_LIMIT"));
+        assert_eq!(code_of(&Reflect::get(&e, &"cause".into()).unwrap()).as_deref(), Some("CONNECT_FAILED"));
+    }
+
+    #[wasm_bindgen_test]
     fn a_refused_handshake_carries_the_server_code_and_reason() {
         let e = request_error(&RequestError::Refused {
             code: ServerCode::DISPATCH_ERROR,
