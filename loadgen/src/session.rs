@@ -136,7 +136,8 @@ impl Transport for WsTransport {
     }
 
     async fn close(&mut self) -> io::Result<()> {
-        self.ws.close(None).await.map_err(io::Error::other)
+        // A close frame, then the flush (the Sink close: the same in every feature set).
+        SinkExt::close(&mut *self.ws).await.map_err(io::Error::other)
     }
 }
 
