@@ -132,5 +132,6 @@ fn heap_per_idle_session() {
     }
     drop(keep);
     rt.shutdown_timeout(Duration::from_secs(1));
-    assert!(bytes > 0.0, "the sessions allocate nothing at all? {bytes}");
+    // Issue 12's budget: 100,000 idle browsers in well under half a gigabyte of proxy memory.
+    assert!(bytes < 4096.0, "{bytes:.0} bytes of live heap per idle session (budget 4 KB)");
 }

@@ -54,5 +54,7 @@ async fn idle_session_memory() {
     println!("proxy RSS {before} KiB -> {after} KiB for {N} idle sessions: {per:.0} bytes per session");
     child.kill().unwrap();
     let _ = child.wait();
-    assert!(per < 20.0 * 1024.0, "{per} bytes per idle session");
+    // About 2.6 KB measured (heap_per_session.rs says where it goes); a per-session buffer
+    // kept while idle, as tungstenite's were, would show up as 2 KiB or more on top.
+    assert!(per < 4.0 * 1024.0, "{per} bytes of RSS per idle session (budget 4 KB)");
 }
