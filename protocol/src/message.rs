@@ -1,7 +1,7 @@
 //! The typed bodies of PROTOCOL.md section 4, in both directions.
 //!
 //! Each message encodes to and decodes from its *plaintext* body; compression and encryption
-//! are applied around it by [`crate::cipher`]. Decoding rejects truncated and trailing data.
+//! are applied around it by [`crate::crypto`]. Decoding rejects truncated and trailing data.
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::frame::Command;
