@@ -236,7 +236,10 @@ fn sum_over(pids: &[u32], f: fn(u32) -> Option<u64>) -> Option<u64> {
     if pids.is_empty() {
         return None;
     }
-    with_descendants(pids).iter().map(|p| f(*p)).sum()
+    let roots: u64 = pids.iter().map(|p| f(*p)).sum::<Option<u64>>()?;
+    // A child may exit between listing and reading (a closed websockify connection): skip it.
+    let children: u64 = with_descendants(pids).iter().skip(pids.len()).filter_map(|p| f(*p)).sum();
+    Some(roots + children)
 }
 
 fn rss_kb(pid: u32) -> Option<u64> {
