@@ -159,6 +159,11 @@ pub(crate) async fn serve(
             r = reader.read(&mut buf), if rsa_pending.is_none() => match r {
                 Ok(0) => break "closed by the client".to_owned(),
                 Ok(n) => {
+                    // The phase may have changed while this read was pending (select picks
+                    // either branch when both are ready): input is judged by the current one.
+                    if *shutdown.borrow() != Phase::Running {
+                        c.draining = true;
+                    }
                     if let Err(e) = c.session.handle_input(now_ms(), &buf[..n], &*c.shared.store) {
                         // Malformed input closes only this connection.
                         c.process_events();

@@ -337,6 +337,11 @@ impl Gateway {
                 () = &mut shutdown => break,
             }
         }
+        // Connections learn of the drain before the listener closes: anything a client sends
+        // once it can see the gateway has stopped accepting is handled as draining work.
+        let _ = phase_tx.send(Phase::Draining);
+        // The API finishes the requests it has (a push waits for its acks) and takes no more.
+        let _ = api_stop_tx.send(true);
         drop(mpush);
         let deadline = tokio::time::Instant::now() + drain_timeout;
         tracing::info!(
@@ -344,9 +349,6 @@ impl Gateway {
             drain_timeout_ms = drain_timeout.as_millis() as u64,
             "draining"
         );
-        // The API finishes the requests it has (a push waits for its acks) and takes no more.
-        let _ = api_stop_tx.send(true);
-        let _ = phase_tx.send(Phase::Draining);
         connections.close();
         if tokio::time::timeout_at(deadline, connections.wait()).await.is_err() {
             tracing::warn!(
