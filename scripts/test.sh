@@ -158,7 +158,12 @@ done
 if [ ${#node_tests[@]} -gt 0 ]; then
   # The node tests start the debug binaries (tests/e2e/stack.mjs: MPUSH_PROXY_BIN).
   # With the proxy's "demo" feature: tests/e2e runs `mpush-proxy --demo`.
-  step "cargo build --workspace --bins" cargo build --workspace --bins --locked --features mpush-proxy/demo
+  # Not `--features mpush-proxy/demo` on the workspace: the proxy's self dev-dependency makes
+  # cargo read that as a feature of the dependency, so the binary came out without the feature.
+  build_bins() {
+    cargo build --workspace --bins --locked && cargo build -p mpush-proxy --bins --locked --features demo
+  }
+  step "cargo build --workspace --bins (the proxy with --features demo)" build_bins
   export MPUSH_PROXY_BIN=${MPUSH_PROXY_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/mpush-proxy}
 fi
 if has_npm_script build && { [ ${#node_tests[@]} -gt 0 ] || has_npm_script check:types; }; then
