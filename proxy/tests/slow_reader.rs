@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::*;
 use mpush_protocol::frame::{Command, Flags, Packet};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Notify;
 
@@ -34,21 +34,7 @@ const WAIT: Duration = Duration::from_secs(60);
 async fn raw_ws(addr: std::net::SocketAddr) -> TcpStream {
     let sock = TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(BROWSER_RCVBUF).unwrap();
-    let mut s = sock.connect(addr).await.unwrap();
-    let req = format!(
-        "GET /mpush HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Protocol: mpush\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        tokio::time::timeout(T, s.read_exact(&mut b)).await.unwrap().unwrap();
-        head.push(b[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
-    s
+    raw_upgrade(sock.connect(addr).await.unwrap(), addr).await
 }
 
 /// What the fake MPUSH server saw of its pushing.

@@ -29,21 +29,7 @@ fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
 
 /// Upgrades a raw connection (subprotocol mpush) and returns it.
 async fn raw_ws(addr: std::net::SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "GET /mpush HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Protocol: mpush\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        tokio::time::timeout(T, s.read_exact(&mut b)).await.unwrap().unwrap();
-        head.push(b[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
-    s
+    raw_upgrade(TcpStream::connect(addr).await.unwrap(), addr).await
 }
 
 /// Reads one server frame: (opcode, payload). Server frames are never masked.
