@@ -149,6 +149,12 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Directory served as static files (`index.html` for directories).
     pub www: Option<PathBuf>,
+    /// Threads that run the proxy (used by the binary). 1: one thread, Tokio's current-thread
+    /// runtime, where a session's events never wake another thread; run one process per core
+    /// (the proxy is stateless) to use more cores. 0: Tokio's multi-thread runtime with one
+    /// worker per CPU; N > 1: with N workers (work stealing: a ready session may wake a parked
+    /// worker, a futex call and a context switch).
+    pub runtime_threads: usize,
     /// Log format (used by the binary).
     pub log_format: LogFormat,
     /// Log filter, in `RUST_LOG` syntax (used by the binary).
@@ -197,6 +203,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             www: None,
+            runtime_threads: 1,
             log_format: LogFormat::Text,
             log_level: "info".into(),
             #[cfg(feature = "demo")]
