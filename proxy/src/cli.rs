@@ -25,6 +25,10 @@ pub struct Cli {
     /// Listen address [default: 127.0.0.1:8080].
     #[arg(long, env = "MPUSH_PROXY_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Connections queued by the kernel before they are accepted; capped by
+    /// net.core.somaxconn [default: 1024].
+    #[arg(long, env = "MPUSH_PROXY_LISTEN_BACKLOG")]
+    pub listen_backlog: Option<usize>,
     /// WebSocket path [default: /mpush].
     #[arg(long, env = "MPUSH_PROXY_WS_PATH")]
     pub ws_path: Option<String>,
@@ -214,6 +218,7 @@ impl Cli {
             c.ops_listen = self.ops_listen;
         }
         set(&mut c.ops_max_connections, &self.ops_max_connections);
+        set(&mut c.listen_backlog, &self.listen_backlog);
         set(&mut c.max_connections, &self.max_connections);
         set(&mut c.max_connections_per_ip, &self.max_connections_per_ip);
         if self.max_open_connections.is_some() {

@@ -128,13 +128,12 @@ mod demo {
     use mpush_gateway::config::GatewayConfig;
     use mpush_gateway::{Gateway, GatewayHandle};
     use mpush_proxy::{Cli, Embedded, Proxy};
-    use tokio::net::TcpListener;
 
     /// Binds the proxy's listener, starts an in-process gateway on loopback that the proxy
     /// bridges to (its HTTP proxy may reach only the demo echo service), and prints what to
     /// open.
     pub(crate) async fn start(cli: &Cli, config: &mut mpush_proxy::Config) -> Result<(Proxy, GatewayHandle), String> {
-        let listener = TcpListener::bind(config.listen).await.map_err(|e| format!("bind {}: {e}", config.listen))?;
+        let listener = Proxy::bind_listener(config).map_err(|e| format!("bind {}: {e}", config.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let echo = mpush_proxy::embedded::start_echo().await.map_err(|e| format!("echo service: {e}"))?;
         let mut g = match &cli.gateway_config {
