@@ -7,12 +7,17 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::EventTarget;
 
+use crate::errors::{js_error, ErrorCode};
+
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(js_name = setTimeout)]
     fn set_timeout_raw(cb: &Function, ms: f64) -> JsValue;
     #[wasm_bindgen(js_name = clearTimeout)]
     fn clear_timeout_raw(handle: &JsValue);
+    // `globalThis.crypto` (windows, workers, Node >= 19); throws when it is missing.
+    #[wasm_bindgen(catch, js_namespace = crypto, js_name = getRandomValues)]
+    fn get_random_values(buf: &mut [u8]) -> Result<JsValue, JsValue>;
 }
 
 /// The largest delay `setTimeout` honours (larger ones fire at once).
@@ -31,6 +36,14 @@ pub fn clear_timeout(handle: &JsValue) {
 /// Wall-clock time, epoch ms (`Date.now()`): what the session takes as `now`.
 pub fn now() -> f64 {
     js_sys::Date::now()
+}
+
+/// Fills `buf` from `crypto.getRandomValues` (seeds and device ids). The direct binding
+/// rather than the `getrandom` crate: its Node.js fallbacks cost the package ~1 KB gzipped.
+pub fn random_bytes(buf: &mut [u8]) -> Result<(), JsValue> {
+    get_random_values(buf)
+        .map(drop)
+        .map_err(|_| js_error(ErrorCode::Unsupported, "crypto.getRandomValues is not available"))
 }
 
 /// Uniform in [0, 1) (`Math.random()`); only used for reconnect jitter.

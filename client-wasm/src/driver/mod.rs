@@ -233,8 +233,7 @@ impl Driver {
         config.request_timeout = opts.request_timeout;
         config.max_outbound_body = opts.max_packet_size;
         let mut seed = [0u8; 32];
-        getrandom::getrandom(&mut seed)
-            .map_err(|_| js_error(ErrorCode::Unsupported, "crypto.getRandomValues is not available"))?;
+        browser::random_bytes(&mut seed)?;
         let session_key = [opts.storage_key.as_str(), SESSION_KEY].concat();
         let stored = opts
             .storage
