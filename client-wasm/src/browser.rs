@@ -18,6 +18,15 @@ extern "C" {
     // `globalThis.crypto` (windows, workers, Node >= 19); throws when it is missing.
     #[wasm_bindgen(catch, js_namespace = crypto, js_name = getRandomValues)]
     fn get_random_values(buf: &mut [u8]) -> Result<JsValue, JsValue>;
+    // `globalThis` (every browser since 2019, workers, Node): one import, where
+    // `js_sys::global()` brings four (globalThis, self, window, global) and a fallback.
+    #[wasm_bindgen(thread_local_v2, js_name = globalThis)]
+    static GLOBAL_THIS: JsValue;
+}
+
+/// The global object (`window` or the worker scope).
+pub fn global() -> JsValue {
+    GLOBAL_THIS.with(JsValue::clone)
 }
 
 /// The largest delay `setTimeout` honours (larger ones fire at once).
@@ -52,7 +61,7 @@ pub fn random() -> f64 {
 }
 
 fn global_get(name: &str) -> JsValue {
-    Reflect::get(&js_sys::global(), &name.into()).unwrap_or(JsValue::UNDEFINED)
+    Reflect::get(&global(), &name.into()).unwrap_or(JsValue::UNDEFINED)
 }
 
 /// `false` only when the browser says it is offline.
@@ -63,7 +72,7 @@ pub fn online() -> bool {
 
 /// The global object as an event target (`window` or the worker scope).
 pub fn global_target() -> EventTarget {
-    js_sys::global().unchecked_into()
+    global().unchecked_into()
 }
 
 /// `document`, if there is one.

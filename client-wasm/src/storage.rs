@@ -38,7 +38,7 @@ pub enum Storage {
 
 fn web_storage(name: &str) -> Option<web_sys::Storage> {
     // Reading `localStorage` throws a SecurityError in some sandboxed or privacy contexts.
-    let v = Reflect::get(&js_sys::global(), &name.into()).ok()?;
+    let v = Reflect::get(&crate::browser::global(), &name.into()).ok()?;
     v.dyn_into::<web_sys::Storage>().ok()
 }
 
