@@ -41,10 +41,12 @@ fn request_headers(v: &JsValue) -> Result<Vec<(String, String)>, JsValue> {
         return Ok(Vec::new());
     }
     let h = web_sys::Headers::new_with_str_sequence_sequence(v).map_err(|_| invalid("fetch: invalid headers"))?;
+    // `Array.from` iterates the `Headers` in JS: one import instead of the iterator protocol's
+    // five (Symbol.iterator, next, done, value).
+    let entries = js_sys::Array::from(&h);
     let mut out = Vec::new();
-    let entries = js_sys::try_iter(&h).ok().flatten().ok_or_else(|| invalid("fetch: invalid headers"))?;
-    for pair in entries {
-        let pair: js_sys::Array = pair?.unchecked_into();
+    for pair in entries.iter() {
+        let pair: js_sys::Array = pair.unchecked_into();
         if let (Some(k), Some(v)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
             out.push((k, v));
         }
