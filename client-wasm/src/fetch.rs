@@ -148,11 +148,13 @@ pub fn build_response(r: &HttpResponse, url: Option<&str>) -> Result<web_sys::Re
     }
     let body = (!null_body_status(status)).then(|| Uint8Array::from(r.body.as_slice()));
     let make = |reason: &str| {
-        let init = web_sys::ResponseInit::new();
-        init.set_status(status);
-        init.set_status_text(reason);
-        init.set_headers(&headers);
-        web_sys::Response::new_with_opt_js_u8_array_and_init(body.as_ref(), &init)
+        // A plain init object: `ResponseInit`'s setters would be three more imports.
+        let init = crate::events::object(&[
+            ("status", status.into()),
+            ("statusText", reason.into()),
+            ("headers", headers.clone().into()),
+        ]);
+        web_sys::Response::new_with_opt_js_u8_array_and_init(body.as_ref(), init.unchecked_ref())
     };
     let resp = make(r.reason_phrase.as_deref().unwrap_or("")).or_else(|_| make(""))?;
     if let Some(url) = url {

@@ -141,12 +141,9 @@ impl Driver {
         let weak = self.weak.clone();
         let init = init.clone();
         let read = (|| {
-            let merged = if init.is_undefined() || init.is_null() {
-                web_sys::Request::new_with_request(req)
-            } else {
-                web_sys::Request::new_with_request_and_init(req, init.unchecked_ref())
-            }
-            .map_err(|e| js_error(ErrorCode::InvalidArgument, &describe(&e, "invalid Request")))?;
+            // `new Request(req, undefined)` (or `null`) is `new Request(req)`: one import.
+            let merged = web_sys::Request::new_with_request_and_init(req, init.unchecked_ref())
+                .map_err(|e| js_error(ErrorCode::InvalidArgument, &describe(&e, "invalid Request")))?;
             let body = merged.array_buffer().map_err(|_| {
                 js_error(ErrorCode::InvalidArgument, "the Request's body was already used (pass request.clone())")
             })?;
