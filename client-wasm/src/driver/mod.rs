@@ -143,12 +143,23 @@ pub type Shared = Rc<RefCell<Driver>>;
 /// Runs `f` on the driver, then the effects it queued (with the borrow released).
 pub fn enter<R>(shared: &Shared, f: impl FnOnce(&mut Driver) -> R) -> Result<R, JsValue> {
     let (r, effects, listeners) = {
-        let mut d = shared.try_borrow_mut().map_err(|_| {
-            js_error(ErrorCode::InvalidArgument, "MPushClient was called from inside its own storage adapter")
-        })?;
+        let mut d = shared.try_borrow_mut().map_err(|_| busy())?;
         let r = f(&mut d);
         (r, std::mem::take(&mut d.out), d.listeners.clone())
     };
+    run_effects(effects, &listeners);
+    Ok(r)
+}
+
+/// The error of a call made while the driver is borrowed.
+fn busy() -> JsValue {
+    js_error(ErrorCode::InvalidArgument, "MPushClient was called from inside its own storage adapter")
+}
+
+/// The second half of [`enter`], kept out of line: `enter` is generic over its closure and
+/// inlined into every entry point, and this loop was copied into each of them.
+#[inline(never)]
+fn run_effects(effects: Vec<Effect>, listeners: &RefCell<Listeners>) {
     for e in effects {
         match e {
             Effect::Emit(name, payload) => {
@@ -160,7 +171,6 @@ pub fn enter<R>(shared: &Shared, f: impl FnOnce(&mut Driver) -> R) -> Result<R, 
             }
         }
     }
-    Ok(r)
 }
 
 fn enter_weak(weak: &Weak<RefCell<Driver>>, f: impl FnOnce(&mut Driver)) {
