@@ -50,7 +50,9 @@ fi
 BUILD_START=$(mktemp)
 # The aes crate's compact fixslice: ~2.3 KB less wasm for a slower block (still well over
 # the browser benchmark's push rate, scripts/bench-browser.sh).
-RUSTFLAGS_SIZE="--cfg aes_compact"
+# Without reference types, wasm-bindgen keeps JS objects in a JS-side slab instead of an
+# externref table: each export loses its externref shim (~0.7 KB gzipped net).
+RUSTFLAGS_SIZE="--cfg aes_compact -Ctarget-feature=-reference-types"
 trap 'rm -f "$BUILD_START"' EXIT
 
 if ! command -v wasm-opt >/dev/null && [ "$DEV" = 0 ]; then
