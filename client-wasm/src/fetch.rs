@@ -6,7 +6,7 @@ use mpush_protocol::client::READ_TIMEOUT_HEADER;
 use mpush_protocol::{HttpMethod, HttpRequest, HttpResponse};
 use wasm_bindgen::{JsCast, JsValue};
 
-use crate::errors::{js_error, ErrorCode};
+use crate::errors::{decimal, js_error, ErrorCode};
 
 fn field(obj: &JsValue, name: &str) -> JsValue {
     if obj.is_object() {
@@ -140,7 +140,7 @@ fn null_body_status(status: u16) -> bool {
 /// object itself).
 pub fn build_response(r: &HttpResponse, url: Option<&str>) -> Result<web_sys::Response, JsValue> {
     let status = u16::try_from(r.status_code).ok().filter(|s| (200..=599).contains(s)).ok_or_else(|| {
-        js_error(ErrorCode::ProtocolError, &["fetch: unusable HTTP status ", &r.status_code.to_string()].concat())
+        js_error(ErrorCode::ProtocolError, &["fetch: unusable HTTP status ", &decimal(r.status_code.into())].concat())
     })?;
     let headers = web_sys::Headers::new()?;
     for (k, v) in &r.headers {

@@ -5,7 +5,7 @@ use js_sys::Reflect;
 use mpush_protocol::RsaPublicKey;
 use wasm_bindgen::JsValue;
 
-use crate::errors::{js_error, ErrorCode};
+use crate::errors::{decimal, js_error, ErrorCode};
 use crate::storage::Storage;
 
 /// Default `storageKey` prefix.
@@ -82,8 +82,7 @@ fn opt_ms(obj: &JsValue, name: &str, min: f64, max: f64) -> Result<Option<f64>, 
         Some(n) if n.is_finite() && n >= min && n <= max => Ok(Some(n.floor())),
         _ => Err(invalid(
             name,
-            &["must be a number of milliseconds in ", &(min as u64).to_string(), "..", &(max as u64).to_string()]
-                .concat(),
+            &["must be a number of milliseconds in ", &decimal(min as i64), "..", &decimal(max as i64)].concat(),
         )),
     }
 }

@@ -7,7 +7,6 @@
 //! any client method.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
 use js_sys::{ArrayBuffer, Function, Promise, Reflect, Uint8Array};
@@ -22,7 +21,8 @@ use web_sys::{BinaryType, WebSocket};
 use crate::backoff::Backoff;
 use crate::browser::{self, deferred, now};
 use crate::errors::{
-    client_error, client_error_message, in_method, js_error, request_error, server_error, with_cause, ErrorCode,
+    client_error, client_error_message, decimal, in_method, js_error, request_error, server_error, with_cause,
+    ErrorCode,
 };
 use crate::events::{self, connect_info, object, Acker, Listeners, PushMessage};
 use crate::fetch;
@@ -214,8 +214,9 @@ pub struct Driver {
     last_fast: bool,
     last_error: Option<JsValue>,
     /// Ids of "biz" pushes received on this connection and not acked yet (oldest first, at
-    /// most [`MAX_AWAITING_ACK`]), so `ack()` of any other id can say so.
-    awaiting_ack: VecDeque<i32>,
+    /// most [`MAX_AWAITING_ACK`]), so `ack()` of any other id can say so. A `Vec`: dropping
+    /// the oldest of 1024 ids is a small copy, and `VecDeque`'s ring code is ~0.6 KB of wasm.
+    awaiting_ack: Vec<i32>,
     /// The user the server confirmed bound on this connection.
     bound_user: Option<String>,
     /// The last attempt failed in a way a retry cannot fix (the server refused the handshake):
@@ -283,7 +284,7 @@ impl Driver {
                 last_heartbeat_at: None,
                 last_fast: false,
                 last_error: None,
-                awaiting_ack: VecDeque::new(),
+                awaiting_ack: Vec::new(),
                 bound_user: None,
                 fatal: false,
                 closing_reason: "connection closed",

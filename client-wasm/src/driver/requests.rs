@@ -98,7 +98,7 @@ impl Driver {
         if !self.ack_awaited(push_id)? {
             let msg = [
                 "ack: push ",
-                &push_id.to_string(),
+                &decimal(push_id.into()),
                 " is not waiting for an ack on this connection (unknown id, not a \"biz\" push, acked \
                  already, or received before a reconnect)",
             ]
@@ -260,9 +260,9 @@ impl Driver {
             ClientEvent::Push(m) => {
                 if m.ack == AckMode::Biz {
                     if self.awaiting_ack.len() == MAX_AWAITING_ACK {
-                        self.awaiting_ack.pop_front();
+                        self.awaiting_ack.remove(0);
                     }
-                    self.awaiting_ack.push_back(m.session_id);
+                    self.awaiting_ack.push(m.session_id);
                 }
                 let acker = (m.ack == AckMode::Biz).then(|| self.acker());
                 let msg: JsValue = PushMessage::new(&m.content, m.session_id, m.ack, acker).into();

@@ -83,7 +83,7 @@ impl Driver {
                 let cause = self.last_error.take().unwrap_or_else(|| closed_error(code, reason));
                 let msg = [
                     "gave up after ",
-                    &attempts.to_string(),
+                    &decimal(attempts.into()),
                     " failed reconnect attempts (reconnect.maxAttempts): ",
                     &describe(&cause, "connection lost"),
                 ]
@@ -175,9 +175,15 @@ impl Driver {
             let e = if self.socket_opened {
                 closed_error(code, &reason)
             } else {
-                let msg =
-                    ["could not connect to ", &self.url, " (close code ", &code.to_string(), "): ", NEVER_OPENED_HINT]
-                        .concat();
+                let msg = [
+                    "could not connect to ",
+                    &self.url,
+                    " (close code ",
+                    &decimal(code.into()),
+                    "): ",
+                    NEVER_OPENED_HINT,
+                ]
+                .concat();
                 js_error(ErrorCode::ConnectFailed, &msg)
             };
             // A failed attempt is never silent, whether or not anyone awaits connect().
@@ -229,7 +235,7 @@ impl Driver {
 
 /// `CONNECTION_LOST` naming the close code and reason.
 fn closed_error(code: u16, reason: &str) -> JsValue {
-    let mut msg = ["the connection closed (code ", &code.to_string()].concat();
+    let mut msg = ["the connection closed (code ", &decimal(code.into())].concat();
     if !reason.is_empty() {
         msg.push_str(", reason \"");
         msg.push_str(reason);
