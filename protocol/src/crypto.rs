@@ -388,12 +388,25 @@ pub fn compress(data: &[u8]) -> Vec<u8> {
 }
 
 /// Inflates a zlib stream, failing once the output would exceed `max` bytes.
+///
+/// With the `compress` feature miniz_oxide's inflater; without it (the browser package) the
+/// crate's own small one (`inflate.rs`), which reads the same streams.
 pub fn decompress(data: &[u8], max: usize) -> Result<Vec<u8>, CryptoError> {
-    use miniz_oxide::inflate::{decompress_to_vec_zlib_with_limit, TINFLStatus};
-    decompress_to_vec_zlib_with_limit(data, max).map_err(|e| match e.status {
-        TINFLStatus::HasMoreOutput => CryptoError::InflateTooLarge { max },
-        _ => CryptoError::Inflate,
-    })
+    #[cfg(feature = "compress")]
+    {
+        use miniz_oxide::inflate::{decompress_to_vec_zlib_with_limit, TINFLStatus};
+        decompress_to_vec_zlib_with_limit(data, max).map_err(|e| match e.status {
+            TINFLStatus::HasMoreOutput => CryptoError::InflateTooLarge { max },
+            _ => CryptoError::Inflate,
+        })
+    }
+    #[cfg(not(feature = "compress"))]
+    {
+        crate::inflate::zlib(data, max).map_err(|e| match e {
+            crate::inflate::InflateError::TooLarge => CryptoError::InflateTooLarge { max },
+            crate::inflate::InflateError::Invalid => CryptoError::Inflate,
+        })
+    }
 }
 
 #[cfg(test)]
