@@ -1,8 +1,6 @@
 //! Event listeners (`on`/`off`), the push object handed to "push" listeners, and small helpers
 //! to build payload objects. Listener exceptions are caught and logged, never propagated.
 
-use std::rc::Rc;
-
 use js_sys::{Function, Object, Reflect, Uint8Array};
 use mpush_protocol::AckMode;
 use wasm_bindgen::prelude::*;
@@ -102,24 +100,21 @@ pub fn ack_mode_name(m: AckMode) -> &'static str {
     }
 }
 
-/// Sends the ack of a push id; `Ok(false)` when the push no longer waits for one (acked with
-/// `client.ack(id)` already, or received before a reconnect).
-pub type Acker = Rc<dyn Fn(i32) -> Result<bool, JsValue>>;
-
-/// A push from the server, as "push" listeners receive it.
+/// A push from the server, as the wasm client hands it to "push" listeners and the push tap.
+/// The package's `MPushMessage` (client-wasm/js/shared.js) wraps it: `text()`, `json()` and
+/// `ack()` live there (an ack goes through `client.ack(id)`), so this class carries only the
+/// push's fields.
 #[wasm_bindgen(js_name = MPushMessage)]
 pub struct PushMessage {
     content: Uint8Array,
     id: i32,
     ack_mode: AckMode,
-    acked: bool,
-    acker: Option<Acker>,
 }
 
 impl PushMessage {
-    /// A push object; `acker` sends the ack for biz-ack pushes.
-    pub fn new(content: &[u8], id: i32, ack_mode: AckMode, acker: Option<Acker>) -> PushMessage {
-        PushMessage { content: Uint8Array::from(content), id, ack_mode, acked: ack_mode != AckMode::Biz, acker }
+    /// A push object.
+    pub fn new(content: &[u8], id: i32, ack_mode: AckMode) -> PushMessage {
+        PushMessage { content: Uint8Array::from(content), id, ack_mode }
     }
 }
 
@@ -137,33 +132,10 @@ impl PushMessage {
         self.id
     }
 
-    /// "none", "auto" (already acked by the client) or "biz" (call `ack()`).
+    /// "none", "auto" (already acked by the client) or "biz" (ack with `client.ack(id)`).
     #[wasm_bindgen(getter = ackMode)]
     pub fn ack_mode(&self) -> String {
         ack_mode_name(self.ack_mode).into()
-    }
-
-    /// The content as UTF-8 text (invalid sequences become U+FFFD).
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.content.to_vec()).into_owned()
-    }
-
-    /// The content parsed as JSON; throws a `SyntaxError` if it is not JSON.
-    pub fn json(&self) -> Result<JsValue, JsValue> {
-        js_sys::JSON::parse(&self.text())
-    }
-
-    /// Acknowledges a "biz" push. Returns `true` when an ack was sent, `false` when none is
-    /// needed (modes "none" and "auto", or already acked). Throws `NOT_CONNECTED` if the
-    /// connection is gone.
-    pub fn ack(&mut self) -> Result<bool, JsValue> {
-        if self.acked {
-            return Ok(false);
-        }
-        let acker = self.acker.as_ref().ok_or_else(|| js_error(ErrorCode::NotConnected, "ack: client is gone"))?;
-        let sent = acker(self.id)?;
-        self.acked = true;
-        Ok(sent)
     }
 }
 
@@ -171,40 +143,16 @@ impl PushMessage {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
     use wasm_bindgen::JsCast;
     use wasm_bindgen_test::wasm_bindgen_test;
 
     #[wasm_bindgen_test]
-    fn push_text_and_json() {
-        let m = PushMessage::new(br#"{"a":[1,"x"]}"#, 7, AckMode::None, None);
-        assert_eq!(m.text(), r#"{"a":[1,"x"]}"#);
-        let v = m.json().unwrap();
-        let a = Reflect::get(&v, &"a".into()).unwrap().dyn_into::<js_sys::Array>().unwrap();
-        assert_eq!(a.get(1).as_string().as_deref(), Some("x"));
+    fn push_carries_content_id_and_ack_mode() {
+        let m = PushMessage::new(br#"{"a":[1,"x"]}"#, 7, AckMode::None);
         assert_eq!(m.content().to_vec(), br#"{"a":[1,"x"]}"#.to_vec());
         assert_eq!((m.id(), m.ack_mode()), (7, "none".to_string()));
-
-        let bad = PushMessage::new(&[0xff, b'h', b'i'], 1, AckMode::None, None);
-        assert_eq!(bad.text(), "\u{fffd}hi");
-        assert!(bad.json().unwrap_err().is_instance_of::<js_sys::SyntaxError>());
-    }
-
-    #[wasm_bindgen_test]
-    fn biz_push_acks_once_and_others_never() {
-        let sent = Rc::new(RefCell::new(Vec::new()));
-        let s = sent.clone();
-        let acker: Acker = Rc::new(move |id| {
-            s.borrow_mut().push(id);
-            Ok(true)
-        });
-        let mut biz = PushMessage::new(b"x", 9, AckMode::Biz, Some(acker.clone()));
-        assert_eq!(biz.ack_mode(), "biz");
-        assert!(biz.ack().unwrap());
-        assert!(!biz.ack().unwrap());
-        let mut auto = PushMessage::new(b"x", 10, AckMode::Auto, Some(acker));
-        assert!(!auto.ack().unwrap());
-        assert_eq!(*sent.borrow(), vec![9]);
+        assert_eq!(PushMessage::new(b"x", 9, AckMode::Biz).ack_mode(), "biz");
+        assert_eq!(PushMessage::new(b"x", 10, AckMode::Auto).ack_mode(), "auto");
     }
 
     #[wasm_bindgen_test]

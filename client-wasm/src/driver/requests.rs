@@ -207,14 +207,6 @@ impl Driver {
         }
     }
 
-    pub(super) fn acker(&self) -> Acker {
-        let weak = self.weak.clone();
-        Rc::new(move |id| match weak.upgrade() {
-            Some(shared) => enter(&shared, |d| d.ack_awaited(id))?,
-            None => Err(js_error(ErrorCode::NotConnected, "ack: client is gone")),
-        })
-    }
-
     pub(super) fn take_request(&mut self, id: RequestId) -> Option<Request> {
         let i = self.requests.iter().position(|r| r.id == id)?;
         Some(self.requests.swap_remove(i))
@@ -264,8 +256,7 @@ impl Driver {
                     }
                     self.awaiting_ack.push(m.session_id);
                 }
-                let acker = (m.ack == AckMode::Biz).then(|| self.acker());
-                let msg: JsValue = PushMessage::new(&m.content, m.session_id, m.ack, acker).into();
+                let msg: JsValue = PushMessage::new(&m.content, m.session_id, m.ack).into();
                 // The tab-sharing facade hands the push to the other tabs here: before this
                 // drain ends and the session's auto ack is flushed to the socket.
                 let tap = self.listeners.borrow().push_tap.clone();
