@@ -100,43 +100,16 @@ pub fn ack_mode_name(m: AckMode) -> &'static str {
     }
 }
 
-/// A push from the server, as the wasm client hands it to "push" listeners and the push tap.
-/// The package's `MPushMessage` (client-wasm/js/shared.js) wraps it: `text()`, `json()` and
-/// `ack()` live there (an ack goes through `client.ack(id)`), so this class carries only the
-/// push's fields.
-#[wasm_bindgen(js_name = MPushMessage)]
-pub struct PushMessage {
-    content: Uint8Array,
-    id: i32,
-    ack_mode: AckMode,
-}
-
-impl PushMessage {
-    /// A push object.
-    pub fn new(content: &[u8], id: i32, ack_mode: AckMode) -> PushMessage {
-        PushMessage { content: Uint8Array::from(content), id, ack_mode }
-    }
-}
-
-#[wasm_bindgen(js_class = MPushMessage)]
-impl PushMessage {
-    /// The content bytes.
-    #[wasm_bindgen(getter)]
-    pub fn content(&self) -> Uint8Array {
-        self.content.clone()
-    }
-
-    /// The push id (what `client.ack(id)` takes).
-    #[wasm_bindgen(getter)]
-    pub fn id(&self) -> i32 {
-        self.id
-    }
-
-    /// "none", "auto" (already acked by the client) or "biz" (ack with `client.ack(id)`).
-    #[wasm_bindgen(getter = ackMode)]
-    pub fn ack_mode(&self) -> String {
-        ack_mode_name(self.ack_mode).into()
-    }
+/// A push from the server as the wasm client hands it to "push" listeners and the push tap: a
+/// plain `{ content, id, ackMode }` (content a `Uint8Array`, ackMode "none", "auto" or "biz").
+/// The package's `MPushMessage` (client-wasm/js/shared.js) wraps it with `text()`, `json()`
+/// and `ack()` (which acks through `client.ack(id)`), so no wasm class is needed for it.
+pub fn push_payload(content: &[u8], id: i32, ack_mode: AckMode) -> JsValue {
+    object(&[
+        ("content", Uint8Array::from(content).into()),
+        ("id", id.into()),
+        ("ackMode", ack_mode_name(ack_mode).into()),
+    ])
 }
 
 #[cfg(all(test, target_arch = "wasm32"))]
@@ -148,11 +121,14 @@ mod tests {
 
     #[wasm_bindgen_test]
     fn push_carries_content_id_and_ack_mode() {
-        let m = PushMessage::new(br#"{"a":[1,"x"]}"#, 7, AckMode::None);
-        assert_eq!(m.content().to_vec(), br#"{"a":[1,"x"]}"#.to_vec());
-        assert_eq!((m.id(), m.ack_mode()), (7, "none".to_string()));
-        assert_eq!(PushMessage::new(b"x", 9, AckMode::Biz).ack_mode(), "biz");
-        assert_eq!(PushMessage::new(b"x", 10, AckMode::Auto).ack_mode(), "auto");
+        let m = push_payload(br#"{"a":[1,"x"]}"#, 7, AckMode::None);
+        let content: Uint8Array = Reflect::get(&m, &"content".into()).unwrap().unchecked_into();
+        assert_eq!(content.to_vec(), br#"{"a":[1,"x"]}"#.to_vec());
+        assert_eq!(Reflect::get(&m, &"id".into()).unwrap().as_f64(), Some(7.0));
+        for (mode, name) in [(AckMode::None, "none"), (AckMode::Auto, "auto"), (AckMode::Biz, "biz")] {
+            let m = push_payload(b"x", 9, mode);
+            assert_eq!(Reflect::get(&m, &"ackMode".into()).unwrap().as_string().as_deref(), Some(name));
+        }
     }
 
     #[wasm_bindgen_test]

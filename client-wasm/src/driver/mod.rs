@@ -24,7 +24,7 @@ use crate::errors::{
     client_error, client_error_message, decimal, in_method, js_error, request_error, server_error, with_cause,
     ErrorCode,
 };
-use crate::events::{self, connect_info, object, Listeners, PushMessage};
+use crate::events::{self, connect_info, object, Listeners};
 use crate::fetch;
 use crate::options::Options;
 use crate::storage::{self, Storage, SESSION_KEY};

@@ -256,7 +256,7 @@ impl Driver {
                     }
                     self.awaiting_ack.push(m.session_id);
                 }
-                let msg: JsValue = PushMessage::new(&m.content, m.session_id, m.ack).into();
+                let msg = events::push_payload(&m.content, m.session_id, m.ack);
                 // The tab-sharing facade hands the push to the other tabs here: before this
                 // drain ends and the session's auto ack is flushed to the socket.
                 let tap = self.listeners.borrow().push_tap.clone();
