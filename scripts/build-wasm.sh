@@ -105,8 +105,10 @@ if [ "$DEV" = 0 ]; then
   # flatten + rereloop before the -Oz passes: ~0.5 KB smaller gzipped than -Oz alone.
   # --low-memory-unused: the stack comes first in the module's memory (rust-lld's layout), so
   # the lowest 1 KB is only reached by a 1 MB-deep stack; constant offsets then fold into
-  # loads and stores (~0.2 KB gzipped).
+  # loads and stores (~0.2 KB gzipped). The target_features section is for tools (wasm-bindgen
+  # has read it); engines ignore it.
   wasm-opt -Oz --flatten --rereloop -Oz -Oz --converge --low-memory-unused --strip-debug --strip-producers \
+    --strip-target-features \
     pkg/mpush_client_wasm_bg.wasm -o pkg/mpush_client_wasm_bg.opt.wasm
   mv pkg/mpush_client_wasm_bg.opt.wasm pkg/mpush_client_wasm_bg.wasm
 fi
