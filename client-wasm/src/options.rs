@@ -5,7 +5,7 @@ use js_sys::Reflect;
 use mpush_protocol::RsaPublicKey;
 use wasm_bindgen::JsValue;
 
-use crate::errors::{decimal, js_error, ErrorCode};
+use crate::errors::{js_error, ErrorCode};
 use crate::storage::Storage;
 
 /// Default `storageKey` prefix.
@@ -73,17 +73,17 @@ fn opt_string(obj: &JsValue, name: &str) -> Result<Option<String>, JsValue> {
     v.as_string().map(Some).ok_or_else(|| invalid(name, "must be a string"))
 }
 
-fn opt_ms(obj: &JsValue, name: &str, min: f64, max: f64) -> Result<Option<f64>, JsValue> {
+/// Milliseconds from `min` (2000 for the heartbeat bounds, else 1) to [`MAX_TIMEOUT`].
+fn opt_ms(obj: &JsValue, name: &str, min: f64) -> Result<Option<f64>, JsValue> {
     let v = field(obj, name);
     if v.is_undefined() || v.is_null() {
         return Ok(None);
     }
     match v.as_f64() {
-        Some(n) if n.is_finite() && n >= min && n <= max => Ok(Some(n.floor())),
-        _ => Err(invalid(
-            name,
-            &["must be a number of milliseconds in ", &decimal(min as i64), "..", &decimal(max as i64)].concat(),
-        )),
+        Some(n) if n.is_finite() && n >= min && n <= MAX_TIMEOUT => Ok(Some(n.floor())),
+        // Fixed texts: no number formatting here.
+        _ if min == 2000.0 => Err(invalid(name, "must be a number of milliseconds in 2000..2147483647")),
+        _ => Err(invalid(name, "must be a number of milliseconds in 1..2147483647")),
     }
 }
 
@@ -202,8 +202,8 @@ impl Options {
             o.alias = bind_token;
         }
 
-        let min_hb = opt_ms(obj, "minHeartbeat", 2000.0, MAX_TIMEOUT)?;
-        let max_hb = opt_ms(obj, "maxHeartbeat", 2000.0, MAX_TIMEOUT)?;
+        let min_hb = opt_ms(obj, "minHeartbeat", 2000.0)?;
+        let max_hb = opt_ms(obj, "maxHeartbeat", 2000.0)?;
         (o.min_heartbeat, o.max_heartbeat) = match (min_hb, max_hb) {
             (Some(a), Some(b)) if a > b => return Err(invalid("minHeartbeat", "must not exceed maxHeartbeat")),
             (Some(a), Some(b)) => (a as i32, b as i32),
@@ -218,8 +218,8 @@ impl Options {
         } else if v.as_bool() == Some(false) {
             o.reconnect = None;
         } else if v.is_object() {
-            let min = opt_ms(&v, "minDelay", 1.0, MAX_TIMEOUT)?.unwrap_or(500.0);
-            let max = opt_ms(&v, "maxDelay", 1.0, MAX_TIMEOUT)?.unwrap_or(min.max(20_000.0));
+            let min = opt_ms(&v, "minDelay", 1.0)?.unwrap_or(500.0);
+            let max = opt_ms(&v, "maxDelay", 1.0)?.unwrap_or(min.max(20_000.0));
             if max < min {
                 return Err(invalid("reconnect.maxDelay", "must not be below reconnect.minDelay"));
             }
@@ -234,8 +234,8 @@ impl Options {
         o.client_version = opt_string(obj, "clientVersion")?.unwrap_or_default();
         o.storage = Storage::from_option(&field(obj, "storage"))?;
         o.storage_key = opt_string(obj, "storageKey")?.unwrap_or_else(|| DEFAULT_STORAGE_KEY.into());
-        o.request_timeout = opt_ms(obj, "requestTimeout", 1.0, MAX_TIMEOUT)?.unwrap_or(10_000.0) as u64;
-        o.connect_timeout = opt_ms(obj, "connectTimeout", 1.0, MAX_TIMEOUT)?.unwrap_or(10_000.0) as u64;
+        o.request_timeout = opt_ms(obj, "requestTimeout", 1.0)?.unwrap_or(10_000.0) as u64;
+        o.connect_timeout = opt_ms(obj, "connectTimeout", 1.0)?.unwrap_or(10_000.0) as u64;
         o.max_packet_size = max_packet_size(obj)?;
         Ok(o)
     }
