@@ -155,16 +155,19 @@ impl Driver {
         };
         // Once the body is read, the call goes on as fetch(url, { method, headers, body, timeout }).
         let send = Closure::once_into_js(move |buf: JsValue| -> JsValue {
+            let get = |name: &str| Reflect::get(&merged, &name.into()).unwrap_or(JsValue::UNDEFINED);
             let parts = object(&[
-                ("method", merged.method().into()),
-                ("headers", merged.headers().into()),
+                // Read as plain properties: the values go straight back to JS, and the typed
+                // getters would be three more imports (strings copied in and out of wasm).
+                ("method", get("method")),
+                ("headers", get("headers")),
                 ("body", Uint8Array::new(&buf).into()),
                 ("timeout", Reflect::get(&init, &"timeout".into()).unwrap_or(JsValue::UNDEFINED)),
             ]);
             match weak.upgrade() {
-                Some(shared) => enter(&shared, |d| d.fetch(&merged.url().into(), &parts))
-                    .unwrap_or_else(|e| Promise::reject(&e))
-                    .into(),
+                Some(shared) => {
+                    enter(&shared, |d| d.fetch(&get("url"), &parts)).unwrap_or_else(|e| Promise::reject(&e)).into()
+                }
                 None => Promise::reject(&js_error(ErrorCode::Closed, "fetch: client is gone")).into(),
             }
         });
