@@ -77,8 +77,8 @@ impl ErrorCode {
 /// An `Error` with `name = "MPushError"` and `code`.
 pub fn js_error(code: ErrorCode, message: &str) -> JsValue {
     let e = js_sys::Error::new(message);
-    e.set_name("MPushError");
-    // Reflect::set on a fresh Error object cannot fail.
+    // Reflect::set on a fresh Error object cannot fail (and is one import for both fields).
+    let _ = Reflect::set(&e, &"name".into(), &"MPushError".into());
     let _ = Reflect::set(&e, &"code".into(), &code.as_str().into());
     e.into()
 }

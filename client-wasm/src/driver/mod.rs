@@ -16,7 +16,7 @@ use mpush_protocol::{
 };
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{BinaryType, WebSocket};
+use web_sys::WebSocket;
 
 use crate::backoff::Backoff;
 use crate::browser::{self, deferred, now};

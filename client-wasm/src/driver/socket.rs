@@ -29,7 +29,8 @@ impl Driver {
                 return;
             }
         };
-        ws.set_binary_type(BinaryType::Arraybuffer);
+        // As a property: the typed setter would be one more import.
+        let _ = Reflect::set(&ws, &"binaryType".into(), &"arraybuffer".into());
         for (name, h) in &self.cb.socket {
             let _ = ws.add_event_listener_with_callback(name, h.as_ref().unchecked_ref());
         }
