@@ -316,8 +316,12 @@ mod tests {
 
     #[test]
     fn damaged_streams_fail_as_miniz_fails() {
-        let small: Vec<Vec<u8>> = samples().into_iter().filter(|d| d.len() < 20_000).collect();
-        for data in small.iter().chain([&br#"{"a":[1,2,3],"b":"xyzxyzxyz"}"#.repeat(40)]) {
+        // Small streams (every damaged variant is inflated twice): short texts, and the start of
+        // the random and mixed samples, whose streams have dynamic blocks.
+        let mut small: Vec<Vec<u8>> = samples().into_iter().filter(|d| d.len() < 100).collect();
+        small.extend(samples().into_iter().skip(3).take(3).map(|d| d[..1500].to_vec()));
+        small.push(br#"{"a":[1,2,3],"b":"xyzxyzxyz"}"#.repeat(40));
+        for data in &small {
             for z in streams(data) {
                 for cut in 0..z.len() {
                     assert_eq!(zlib(&z[..cut], 1 << 16), miniz(&z[..cut], 1 << 16), "cut at {cut}");
