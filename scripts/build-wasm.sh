@@ -50,10 +50,13 @@ fi
 BUILD_START=$(mktemp)
 # The aes crate's compact fixslice: ~2.3 KB less wasm for a slower block (still well over
 # the browser benchmark's push rate, scripts/bench-browser.sh).
-# Without reference types, wasm-bindgen keeps JS objects in a JS-side slab instead of an
-# externref table: each export loses its externref shim (~0.9 KB gzipped net). Without
-# multivalue, (pointer, length) results come back through memory: ~0.1 KB less.
-RUSTFLAGS_SIZE="--cfg aes_compact -Ctarget-feature=-reference-types,-multivalue"
+RUSTFLAGS_SIZE="--cfg aes_compact"
+# Only where std is rebuilt with the same flags (a prebuilt std has them on, and wasm-bindgen
+# then expects the externref table): without reference types, wasm-bindgen keeps JS objects in
+# a JS-side slab instead of an externref table and each export loses its externref shim
+# (~0.9 KB gzipped net); without multivalue, (pointer, length) results come back through
+# memory (~0.1 KB less).
+RUSTFLAGS_BUILD_STD="-Ctarget-feature=-reference-types,-multivalue"
 trap 'rm -f "$BUILD_START"' EXIT
 
 if ! command -v wasm-opt >/dev/null && [ "$DEV" = 0 ]; then
@@ -80,7 +83,7 @@ else
   TOOLCHAIN="$(rustc --version | awk '{print $2}'), prebuilt std"
   SYSROOT=$(rustc --print sysroot)
   if [ "${MPUSH_WASM_BUILD_STD:-1}" != 0 ] && [ -f "$SYSROOT/lib/rustlib/src/rust/library/std/Cargo.toml" ]; then
-    if RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=target/wasm-min RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort $RUSTFLAGS_SIZE" \
+    if RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=target/wasm-min RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort $RUSTFLAGS_SIZE $RUSTFLAGS_BUILD_STD" \
       cargo rustc -p mpush-client-wasm --lib --target wasm32-unknown-unknown --crate-type cdylib \
       --profile wasm-release -Z build-std=std,panic_abort; then
       TOOLCHAIN="$(rustc --version | awk '{print $2}'), build-std, panic=immediate-abort"
