@@ -222,8 +222,11 @@ fn parse_push(b: PushBody) -> Result<(PushTarget, Vec<u8>, AckMode, Duration), S
     Ok((target, content, ack, Duration::from_millis(timeout_ms)))
 }
 
-/// Serves the API until `shutdown` turns true.
+/// Serves the API until `shutdown` turns true, then returns once the requests under way have
+/// answered (each connection gets a graceful shutdown): a push waiting for its acks during the
+/// drain still gets its result written before the process exits.
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let requests = tokio_util::task::TaskTracker::new();
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -234,11 +237,11 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, mut shutdo
                     continue;
                 }
             },
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
         };
         let shared = shared.clone();
         let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        requests.spawn(async move {
             let header_read_timeout = shared.api_header_read_timeout;
             let svc = service_fn(move |req| route(shared.clone(), req));
             // hyper times the head out only with a timer: without one a client could hold
@@ -257,6 +260,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, mut shutdo
             }
         });
     }
+    drop(listener);
+    requests.close();
+    requests.wait().await;
 }
 
 #[cfg(test)]

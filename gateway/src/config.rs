@@ -119,6 +119,13 @@ pub struct LimitsConfig {
     /// RSA private-key operations (handshake bodies) running at once, on blocking threads
     /// off the async workers; `0`: one per CPU core.
     pub rsa_workers: usize,
+    /// Content bytes of pushes queued for one connection and not yet taken by it (a client
+    /// that does not read stops taking them once its socket is full); a push beyond it gets
+    /// `failure` at once. A push is always queued when nothing else is.
+    pub max_queued_push_bytes: usize,
+    /// A write to a client that does not complete within this long closes the connection
+    /// (a client that stopped reading), ms.
+    pub write_timeout: u64,
 }
 
 impl Default for LimitsConfig {
@@ -130,6 +137,8 @@ impl Default for LimitsConfig {
             max_handshake_body: 512,
             max_field_length: 1024,
             rsa_workers: 0,
+            max_queued_push_bytes: 4 * 1024 * 1024,
+            write_timeout: 30_000,
         }
     }
 }
@@ -314,7 +323,8 @@ impl GatewayConfig {
     /// `PRIVATE_KEY`, `PUBLIC_KEY`, `KEY_FILE`, `API_TOKEN`, `WEBHOOK`, `BIND_TOKEN_SECRET`,
     /// `BIND_TOKEN_SECRET_FILE`, `API_HEADER_READ_TIMEOUT`, and the `[limits]`
     /// keys `MAX_CONNECTIONS`, `MAX_CONNECTIONS_PER_IP`, `MAX_UNAUTHENTICATED_PER_IP`,
-    /// `MAX_HANDSHAKE_BODY`, `MAX_FIELD_LENGTH`, `RSA_WORKERS`. Also `DRAIN_TIMEOUT`, the
+    /// `MAX_HANDSHAKE_BODY`, `MAX_FIELD_LENGTH`, `RSA_WORKERS`, `MAX_QUEUED_PUSH_BYTES`,
+    /// `WRITE_TIMEOUT`. Also `DRAIN_TIMEOUT`, the
     /// `[http]` keys `MAX_IN_FLIGHT`, `MAX_READ_TIMEOUT`, `DENY_PRIVATE_ADDRESSES`
     /// (`true`/`false`), and the `[upstream]` keys `WEBHOOK_QUEUE`, `WEBHOOK_CONCURRENCY`,
     /// `WEBHOOK_TIMEOUT`, `WEBHOOK_ATTEMPTS`, `WEBHOOK_BACKOFF`, `WEBHOOK_MAX_BACKOFF`.
@@ -364,6 +374,7 @@ impl GatewayConfig {
         let u = &mut self.upstream;
         for (name, field) in [
             ("DRAIN_TIMEOUT", &mut self.drain_timeout),
+            ("WRITE_TIMEOUT", &mut self.limits.write_timeout),
             ("MAX_READ_TIMEOUT", &mut self.http.max_read_timeout),
             ("WEBHOOK_TIMEOUT", &mut u.webhook_timeout),
             ("WEBHOOK_BACKOFF", &mut u.webhook_backoff),
@@ -404,6 +415,7 @@ impl GatewayConfig {
             ("MAX_HANDSHAKE_BODY", &mut l.max_handshake_body),
             ("MAX_FIELD_LENGTH", &mut l.max_field_length),
             ("RSA_WORKERS", &mut l.rsa_workers),
+            ("MAX_QUEUED_PUSH_BYTES", &mut l.max_queued_push_bytes),
         ] {
             if let Some(v) = get(name) {
                 *field = v
@@ -433,6 +445,9 @@ impl GatewayConfig {
             return Err(GatewayError::Config(
                 "limits: max-handshake-body must be >= 128 (one RSA block) and max-field-length > 0".into(),
             ));
+        }
+        if self.limits.max_queued_push_bytes == 0 || self.limits.write_timeout == 0 {
+            return Err(GatewayError::Config("limits: max-queued-push-bytes and write-timeout must be > 0".into()));
         }
         if self.http.max_content_length == 0
             || self.http.default_read_timeout == 0
@@ -532,6 +547,20 @@ mod tests {
         assert_eq!((c.limits.max_connections, c.limits.max_handshake_body), (5, 384));
         assert_eq!((c.limits.max_unauthenticated_per_ip, c.limits.max_field_length), (256, 1024));
         assert!(GatewayConfig::from_toml("[limits]\nmax-handshake-body = 100").unwrap().validate().is_err());
+        assert_eq!((c.limits.max_queued_push_bytes, c.limits.write_timeout), (4 * 1024 * 1024, 30_000));
+        let c = GatewayConfig::from_toml("[limits]\nmax-queued-push-bytes = 65536\nwrite-timeout = 5000").unwrap();
+        assert_eq!((c.limits.max_queued_push_bytes, c.limits.write_timeout), (65_536, 5000));
+        for bad in ["[limits]\nmax-queued-push-bytes = 0", "[limits]\nwrite-timeout = 0"] {
+            assert!(GatewayConfig::from_toml(bad).unwrap().validate().is_err(), "{bad}");
+        }
+        let mut c = GatewayConfig::default();
+        c.apply_env(|k| match k {
+            "MPUSH_GATEWAY_MAX_QUEUED_PUSH_BYTES" => Some("1000".into()),
+            "MPUSH_GATEWAY_WRITE_TIMEOUT" => Some("700".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!((c.limits.max_queued_push_bytes, c.limits.write_timeout), (1000, 700));
     }
 
     #[test]

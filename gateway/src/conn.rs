@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,10 +24,9 @@ use crate::router::{split_tags, ConnHandle, ConnId};
 use crate::sink::{Receipt, UpstreamMessage};
 use crate::{now_ms, os_seed, Phase, Shared};
 
-/// A slow reader that cannot take a write within this long is dropped.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Commands queued for one connection (pushes, kicks, HTTP replies). Bounded, so a push storm
-/// at a slow client fails fast (push result "failure") instead of growing memory.
+/// at a slow client fails fast (push result "failure") instead of growing memory; the bytes
+/// of the queued pushes are bounded by `[limits] max-queued-push-bytes`.
 pub(crate) const CONN_QUEUE: usize = 1024;
 
 /// What other tasks ask of a connection task.
@@ -65,6 +65,8 @@ struct Conn {
     id: ConnId,
     peer: SocketAddr,
     tx: mpsc::Sender<ConnCommand>,
+    /// Content bytes of the pushes queued in `tx`, shared with the pushers.
+    queued_push_bytes: Arc<AtomicUsize>,
     session: ServerSession,
     shared: Arc<Shared>,
     /// Pushes waiting for an ack, by push session id, with the time their ack is due.
@@ -108,6 +110,7 @@ pub(crate) async fn serve(
         id,
         peer,
         tx,
+        queued_push_bytes: Arc::default(),
         session,
         shared,
         awaiting_ack: HashMap::new(),
@@ -129,7 +132,9 @@ pub(crate) async fn serve(
         if let Some(rx) = c.rsa_requested.take() {
             rsa_pending = Some(rx);
         }
-        match tokio::time::timeout(WRITE_TIMEOUT, flush(&mut writer, &mut c.session)).await {
+        // A client that stops reading blocks this write, and so this task: its queue fills
+        // and further pushes are refused (`failure`) until the write completes or times out.
+        match tokio::time::timeout(c.shared.write_timeout, flush(&mut writer, &mut c.session)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => break format!("write failed: {e}"),
             Err(_) => break "write timed out".to_owned(),
@@ -154,6 +159,11 @@ pub(crate) async fn serve(
             r = reader.read(&mut buf), if rsa_pending.is_none() => match r {
                 Ok(0) => break "closed by the client".to_owned(),
                 Ok(n) => {
+                    // The phase may have changed while this read was pending (select picks
+                    // either branch when both are ready): input is judged by the current one.
+                    if *shutdown.borrow() != Phase::Running {
+                        c.draining = true;
+                    }
                     if let Err(e) = c.session.handle_input(now_ms(), &buf[..n], &*c.shared.store) {
                         // Malformed input closes only this connection.
                         c.process_events();
@@ -233,6 +243,7 @@ impl Conn {
             peer: self.peer,
             device_id: client.device_id.clone(),
             client_type: client.client_type,
+            queued_push_bytes: self.queued_push_bytes.clone(),
         })
     }
 
@@ -357,6 +368,13 @@ impl Conn {
 
     fn handle_command(&mut self, cmd: ConnCommand) {
         let now = now_ms();
+        if let ConnCommand::Push { content, .. } = &cmd {
+            // Out of the queue: its bytes no longer count against `max-queued-push-bytes`.
+            let n = content.len();
+            let _ = self
+                .queued_push_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| Some(q.saturating_sub(n)));
+        }
         match cmd {
             ConnCommand::Push { reply, .. } if self.draining => {
                 // Stopping: not written, so a failure the pusher can retry elsewhere or later.

@@ -131,6 +131,10 @@ pub(crate) struct Shared {
     pub(crate) limits: Arc<limits::ConnLimits>,
     /// Permits for RSA private-key work on blocking threads (`[limits] rsa-workers`).
     pub(crate) rsa_permits: Arc<rsa_queue::RsaQueue>,
+    /// `[limits] max-queued-push-bytes`.
+    pub(crate) max_queued_push_bytes: usize,
+    /// `[limits] write-timeout`.
+    pub(crate) write_timeout: Duration,
 }
 
 /// Replaceable parts: where upstream pushes go, where resumable sessions live, and the key
@@ -249,6 +253,8 @@ impl Gateway {
             limits: Arc::new(limits::ConnLimits::new(&config.limits)),
             // Newest first once more than two rounds of workers wait (see rsa_queue.rs).
             rsa_permits: Arc::new(rsa_queue::RsaQueue::new(rsa_workers, 2 * rsa_workers)),
+            max_queued_push_bytes: config.limits.max_queued_push_bytes,
+            write_timeout: Duration::from_millis(config.limits.write_timeout),
         });
         Ok(Gateway { shared, mpush, api, purge, drain_timeout: Duration::from_millis(config.drain_timeout) })
     }
@@ -331,6 +337,11 @@ impl Gateway {
                 () = &mut shutdown => break,
             }
         }
+        // Connections learn of the drain before the listener closes: anything a client sends
+        // once it can see the gateway has stopped accepting is handled as draining work.
+        let _ = phase_tx.send(Phase::Draining);
+        // The API finishes the requests it has (a push waits for its acks) and takes no more.
+        let _ = api_stop_tx.send(true);
         drop(mpush);
         let deadline = tokio::time::Instant::now() + drain_timeout;
         tracing::info!(
@@ -338,9 +349,6 @@ impl Gateway {
             drain_timeout_ms = drain_timeout.as_millis() as u64,
             "draining"
         );
-        // The API finishes the requests it has (a push waits for its acks) and takes no more.
-        let _ = api_stop_tx.send(true);
-        let _ = phase_tx.send(Phase::Draining);
         connections.close();
         if tokio::time::timeout_at(deadline, connections.wait()).await.is_err() {
             tracing::warn!(

@@ -61,6 +61,14 @@ struct Cli {
     /// RSA private-key operations at once, off the async workers; 0: one per core.
     #[arg(long)]
     rsa_workers: Option<usize>,
+    /// Content bytes of pushes queued for one connection; one more push gets "failure"
+    /// ([limits] max-queued-push-bytes).
+    #[arg(long)]
+    max_queued_push_bytes: Option<usize>,
+    /// A write to a client not done within this long closes the connection, ms
+    /// ([limits] write-timeout).
+    #[arg(long)]
+    write_timeout: Option<u64>,
     /// HTTP-proxy requests one connection may have under way; one more gets 503 at once
     /// ([http] max-in-flight).
     #[arg(long)]
@@ -126,10 +134,14 @@ fn load_config(cli: Cli) -> Result<GatewayConfig, mpush_gateway::GatewayError> {
         (cli.max_handshake_body, &mut l.max_handshake_body),
         (cli.max_field_length, &mut l.max_field_length),
         (cli.rsa_workers, &mut l.rsa_workers),
+        (cli.max_queued_push_bytes, &mut l.max_queued_push_bytes),
     ] {
         if let Some(v) = cli {
             *field = v;
         }
+    }
+    if let Some(v) = cli.write_timeout {
+        l.write_timeout = v;
     }
     if let Some(v) = cli.max_in_flight {
         config.http.max_in_flight = v;

@@ -1,6 +1,7 @@
 //! Server -> client pushes with MPUSH's result codes (1 success, 2 failure, 3 offline,
 //! 4 timeout), shared by the HTTP push API and embedders.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,6 +87,21 @@ impl UserResult {
     }
 }
 
+/// Counts `len` more bytes queued for a connection unless that would pass `max`; a push is
+/// always admitted into an empty queue, so a bound below one push's size never starves it.
+fn reserve(queued: &AtomicUsize, len: usize, max: usize) -> bool {
+    queued
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+            (q == 0 || q.saturating_add(len) <= max).then(|| q.saturating_add(len))
+        })
+        .is_ok()
+}
+
+/// Takes back a [`reserve`] whose push was not queued.
+fn release(queued: &AtomicUsize, len: usize) {
+    let _ = queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| Some(q.saturating_sub(len)));
+}
+
 /// A push in flight to one connection, or its result when it could not be sent.
 type Pending = Result<oneshot::Receiver<PushResult>, PushResult>;
 
@@ -116,18 +132,26 @@ impl Pusher {
             PushTarget::Broadcast => router.select(None),
         };
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let max_queued = self.shared.max_queued_push_bytes;
         // Send everything first so all pushes are in flight together.
         let mut waiting: Vec<(String, Vec<Pending>)> = Vec::new();
         for (user, conns) in users {
             let receivers = conns
                 .into_iter()
                 .map(|c| {
+                    // The connection's queue is full (in pushes or bytes): it is not keeping
+                    // up, e.g. a client that stopped reading.
+                    if !reserve(&c.queued_push_bytes, content.len(), max_queued) {
+                        return Err(PushResult::Failure);
+                    }
                     let (reply, rx) = oneshot::channel();
                     let cmd = ConnCommand::Push { content: content.clone(), ack, timeout_ms, reply };
-                    c.tx.try_send(cmd).map(|()| rx).map_err(|e| match e {
-                        // The connection's queue is full: it is not keeping up.
-                        mpsc::error::TrySendError::Full(_) => PushResult::Failure,
-                        mpsc::error::TrySendError::Closed(_) => PushResult::Offline,
+                    c.tx.try_send(cmd).map(|()| rx).map_err(|e| {
+                        release(&c.queued_push_bytes, content.len());
+                        match e {
+                            mpsc::error::TrySendError::Full(_) => PushResult::Failure,
+                            mpsc::error::TrySendError::Closed(_) => PushResult::Offline,
+                        }
                     })
                 })
                 .collect();
@@ -159,5 +183,21 @@ impl Pusher {
     /// Online users and their connections.
     pub fn users(&self) -> Vec<(String, Vec<crate::router::RouteInfo>)> {
         self.shared.router.users()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_push_bytes_are_bounded_but_an_empty_queue_takes_any_push() {
+        let q = AtomicUsize::new(0);
+        assert!(reserve(&q, 10, 4), "an empty queue takes a push larger than the bound");
+        assert!(!reserve(&q, 1, 4));
+        release(&q, 10);
+        assert!(reserve(&q, 3, 4) && reserve(&q, 1, 4));
+        assert!(!reserve(&q, 1, 4));
+        assert_eq!(q.load(Ordering::Relaxed), 4);
     }
 }

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 
 use mpush_protocol::ClientType;
 use serde::Serialize;
@@ -27,6 +28,9 @@ pub struct ConnHandle {
     pub device_id: String,
     /// Client type from the handshake.
     pub client_type: ClientType,
+    /// Content bytes of the pushes in `tx` not yet taken by the connection
+    /// (`[limits] max-queued-push-bytes`).
+    pub(crate) queued_push_bytes: Arc<AtomicUsize>,
 }
 
 #[derive(Clone, Debug)]
@@ -167,7 +171,14 @@ mod tests {
 
     fn handle(id: ConnId, t: ClientType) -> ConnHandle {
         let (tx, _) = mpsc::channel(1);
-        ConnHandle { id, tx, peer: SocketAddr::from(([127, 0, 0, 1], 1)), device_id: format!("d{id}"), client_type: t }
+        ConnHandle {
+            id,
+            tx,
+            peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+            device_id: format!("d{id}"),
+            client_type: t,
+            queued_push_bytes: Default::default(),
+        }
     }
 
     #[test]

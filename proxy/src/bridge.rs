@@ -12,7 +12,7 @@
 //! slow browser slows reading from the MPUSH server, and the reverse), so at most one read's
 //! worth of packets is buffered per direction. There are no queues.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
@@ -114,30 +114,23 @@ impl Scratch {
 }
 
 thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
+    /// Taken out for the length of one poll and put back; `None` only while in use.
+    static SCRATCH: Cell<Option<Box<Scratch>>> = const { Cell::new(None) };
 }
 
-/// Runs `f` with this thread's scratch buffers (`output` empty). Polls do not nest, so the
-/// buffers are free; should they not be (or the thread be exiting), a fresh pair is used.
+/// Runs `f` with this thread's scratch buffers (`output` empty), created on first use. Polls
+/// do not nest, so they are always there; were they not (or the thread exiting), a fresh pair
+/// is used.
 fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
-    let mut f = Some(f);
-    let shared = SCRATCH.try_with(|cell| {
-        let mut s = cell.try_borrow_mut().ok()?;
-        let f = f.take()?;
-        s.output.clear();
-        let r = f(&mut s);
-        if s.output.capacity() > OUTPUT_KEEP {
-            // A large packet went through: do not keep its buffer for the thread's lifetime.
-            s.output = Vec::with_capacity(READ_SIZE + READ_SIZE / 4);
-        }
-        Some(r)
-    });
-    match (shared, f) {
-        (Ok(Some(r)), _) => r,
-        (_, Some(f)) => f(&mut Scratch::new()),
-        // `f` ran but its result was lost: impossible, `Some(r)` is returned right after it.
-        (_, None) => unreachable!("scratch closure consumed without a result"),
+    let mut s = SCRATCH.try_with(Cell::take).ok().flatten().unwrap_or_else(|| Box::new(Scratch::new()));
+    s.output.clear();
+    let r = f(&mut s);
+    if s.output.capacity() > OUTPUT_KEEP {
+        // A large packet went through: do not keep its buffer for the thread's lifetime.
+        s.output = Vec::with_capacity(READ_SIZE + READ_SIZE / 4);
     }
+    let _ = SCRATCH.try_with(|c| c.set(Some(s)));
+    r
 }
 
 /// The browser's side of a session: the upgraded connection and its framing state.
@@ -349,7 +342,7 @@ pub(crate) async fn relay(browser: &mut Browser, upstream: &mut TcpStream, ctx: 
     let mut relay = Relay {
         cfg,
         metrics: ctx.metrics,
-        max_message: HEADER_LEN + cfg.upstream_max_body,
+        max_message: HEADER_LEN.saturating_add(cfg.upstream_max_body),
         up_partial: BytesMut::new(),
         up_backlog: Vec::new(),
         up_backlog_since: None,

@@ -39,14 +39,17 @@ async fn start_demo() -> Demo {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // The banner's "console http://127.0.0.1:PORT/" line; keep draining stdout after it.
+    // The banner's "push API    http://127.0.0.1:PORT/api/push ..." line (the console line is
+    // printed only when www/ is served); keep draining stdout after it.
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let url = line.trim().strip_prefix("console").map(str::trim);
-            if let Some(addr) =
-                url.and_then(|u| u.strip_prefix("http://")).and_then(|a| a.trim_end_matches('/').parse().ok())
+            let url = line.trim().strip_prefix("push API").and_then(|u| u.split_whitespace().next());
+            if let Some(addr) = url
+                .and_then(|u| u.strip_prefix("http://"))
+                .and_then(|a| a.strip_suffix("/api/push"))
+                .and_then(|a| a.parse().ok())
             {
                 let _ = tx.send(addr);
             }
@@ -54,7 +57,10 @@ async fn start_demo() -> Demo {
     });
     // Generating the gateway's key pair takes a moment on first start.
     let wait = std::time::Duration::from_secs(60);
-    let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(wait)).await.unwrap().expect("no console line");
+    let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(wait))
+        .await
+        .unwrap()
+        .expect("no push API line in the banner");
     Demo { child, addr, _dir: dir }
 }
 

@@ -125,7 +125,7 @@ fn heap_per_idle_session() {
         e.1 += ebk;
     }
     let mut sites: Vec<_> = by_site.into_iter().filter(|(_, (eb, _))| *eb >= N as u64).collect();
-    sites.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    sites.sort_by_key(|s| std::cmp::Reverse(s.1 .0));
     println!("{:>8} {:>7}  site (live at the end / {N}; includes the 20 warm-up sessions)", "B/sess", "blocks");
     for (site, (eb, ebk)) in sites.iter().take(15) {
         println!("{:>8.0} {:>7.2}  {site}", *eb as f64 / N as f64, *ebk as f64 / N as f64);

@@ -26,7 +26,8 @@ tests/real-mpush/build.sh
 # suite runs the proxy with --upstream only; the "demo" feature keeps the debug binary the one
 # tests/e2e and scripts/test.sh build, instead of rebuilding it without.
 if [ -z "${MPUSH_PROXY_BIN:-}" ] || [ -z "${MPUSH_GATEWAY_BIN:-}" ]; then
-  cargo build -q -p mpush-gateway -p mpush-proxy --bins --locked --features mpush-proxy/demo
+  cargo build -q -p mpush-gateway --bins --locked
+  cargo build -q -p mpush-proxy --bins --locked --features demo
 fi
 # The browser package as a user gets it: the packed tarball in www/vendor.
 if [ ! -f www/vendor/mpush-client-wasm/pkg/index.js ] || [ "${REBUILD_PACKAGE:-0}" = 1 ]; then

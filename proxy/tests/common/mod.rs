@@ -182,3 +182,22 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
     let status = head[9..12].parse().unwrap();
     (status, head, raw[split + 4..].to_vec())
 }
+
+/// Completes a raw WebSocket upgrade (subprotocol mpush) on a connected socket, byte by byte so
+/// nothing after the 101 head is consumed, and returns the socket.
+pub async fn raw_upgrade(mut s: TcpStream, addr: SocketAddr) -> TcpStream {
+    let req = format!(
+        "GET /mpush HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: mpush\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        tokio::time::timeout(T, s.read_exact(&mut b)).await.unwrap().unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    s
+}

@@ -1,0 +1,119 @@
+//! A slow reader: a client that completes the handshake, binds a user and then never reads,
+//! while the push API sends it many large pushes. The gateway must refuse pushes it cannot
+//! deliver (`failure`) instead of queueing them without limit, close the connection once a
+//! write stalls for `[limits] write-timeout`, and keep serving other clients meanwhile. Time
+//! bounds are generous (`WAIT`); none is a pass criterion beyond "it happened".
+
+mod common;
+
+use base64::Engine as _;
+use common::{api, bind, start, RawClient, WAIT};
+use mpush_protocol::message::{BindUser, Message};
+use mpush_protocol::{ClientEvent, Command};
+use serde_json::json;
+use tokio::io::AsyncReadExt;
+
+/// Content of one push: incompressible, so the socket really fills.
+const PUSH_BYTES: usize = 128 * 1024;
+/// Pushes fired at the slow reader at once, one wave.
+const WAVE: usize = 8;
+/// Waves before the test gives up waiting for the close: 100 MiB, far beyond what socket
+/// buffers hold.
+const ROUNDS: usize = 100;
+/// `[limits] max-queued-push-bytes` for the test: two pushes.
+const MAX_QUEUED: usize = 2 * PUSH_BYTES;
+
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect()
+}
+
+async fn online(api_addr: std::net::SocketAddr, user: &str) -> bool {
+    let (_, body) = api(api_addr, "GET", "/users", None, None).await;
+    body["users"].as_array().is_some_and(|u| u.iter().any(|e| e["userId"] == user))
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_gets_pushes_refused_then_is_closed_while_others_are_served() {
+    let gw = start(|c| {
+        c.limits.max_queued_push_bytes = MAX_QUEUED;
+        c.limits.write_timeout = 3_000;
+    })
+    .await;
+    let api_addr = gw.handle.api_addr();
+
+    let mut slow = RawClient::connect(gw.handle.mpush_addr()).await;
+    slow.handshake(&gw.public_key(), "dev-slow").await;
+    let bind_body = BindUser { user_id: "slow".into(), alias: None, tags: None }.encode();
+    slow.send_sealed(Command::BIND, 2, &bind_body).await;
+    assert_eq!(slow.recv(WAIT).await.expect("bind answer").cmd, Command::OK);
+    let mut fast = gw.connect("dev-fast").await;
+    bind(&mut fast, "fast", None).await;
+
+    // From here on the slow client reads nothing. Pushes go in waves of concurrent API calls
+    // until the gateway gives up on the connection.
+    let (mut offered, mut delivered, mut refused_while_open) = (0usize, 0usize, false);
+    for round in 0.. {
+        assert!(round < ROUNDS, "the slow reader's connection was never closed ({delivered} pushes written)");
+        let wave: Vec<_> = (0..WAVE)
+            .map(|i| {
+                let seed = (round * WAVE + i) as u64 + 1;
+                let content = base64::engine::general_purpose::STANDARD.encode(noise(PUSH_BYTES, seed));
+                tokio::spawn(async move {
+                    let body = json!({"userId": "slow", "contentBase64": content, "ack": "none"});
+                    let (status, body) = api(api_addr, "POST", "/push", Some(body), None).await;
+                    assert_eq!(status, 200, "{body}");
+                    body["results"][0]["result"].as_str().unwrap_or_default().to_owned()
+                })
+            })
+            .collect();
+        offered += WAVE;
+
+        // Meanwhile another client gets its pushes.
+        let text = format!("still here {round}");
+        let (_, body) = gw.push(json!({"userId": "fast", "content": text, "ack": "auto"})).await;
+        assert_eq!(body["results"], json!([{"userId": "fast", "result": "success", "code": 1}]), "round {round}");
+        let ev = fast.wait_for(|e| matches!(e, ClientEvent::Push(_))).await.expect("push");
+        assert!(matches!(&ev, ClientEvent::Push(m) if m.content == text.as_bytes()), "{ev:?}");
+
+        let mut results = Vec::new();
+        for call in wave {
+            results.push(tokio::time::timeout(WAIT, call).await.expect("every push answered").expect("api call"));
+        }
+        assert!(results.iter().all(|r| r == "success" || r == "failure"), "{results:?}");
+        delivered += results.iter().filter(|r| *r == "success").count();
+        // A connection's route is gone before the pushes it had queued fail, so a failure
+        // while the user is still online is a refusal: the push was not queued.
+        let open = online(api_addr, "slow").await;
+        refused_while_open |= open && results.iter().any(|r| r == "failure");
+        if !open {
+            break;
+        }
+    }
+    assert!(refused_while_open, "no push was refused while the slow connection was open: all were queued");
+    assert!(delivered < offered, "{delivered} of {offered} pushes written to a client that never reads");
+
+    // The slow client finds what the kernel held for it, then the end of the connection.
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match tokio::time::timeout(WAIT, slow.stream.read(&mut buf)).await.expect("connection closed") {
+            Ok(0) | Err(_) => break,
+            Ok(n) => received += n,
+        }
+    }
+    // What reached it is the pushes reported written plus at most the one whose write stalled:
+    // a refused push ("failure") was never sent.
+    assert!(received <= (delivered + 1) * (PUSH_BYTES + 64), "{received} bytes reached the slow client");
+
+    // The other client is still served after the close.
+    let (_, body) = gw.push(json!({"userId": "fast", "content": "after", "ack": "none"})).await;
+    assert_eq!(body["results"], json!([{"userId": "fast", "result": "success", "code": 1}]));
+    gw.handle.shutdown().await;
+}
