@@ -353,7 +353,7 @@ mod tests {
             assert_eq!(bytes_to_signed_list(&b), old_write(&b));
             assert_eq!(signed_list_to_bytes(&old_write(&b)), Some(b));
         }
-        let sixteen = |x: &str| vec![x; 16].join("|");
+        let sixteen = |x: &str| [x; 16].join("|");
         for s in [
             String::new(),
             "1|2|3".into(),
