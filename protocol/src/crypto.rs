@@ -380,8 +380,8 @@ pub fn mix_key(client_key: &[u8; 16], server_key: &[u8; 16]) -> [u8; 16] {
 
 /// zlib-compresses `data` (RFC 1950, default level 6, like `java.util.zip.Deflater`).
 ///
-/// Only with the `compress` feature (on by default); without it nothing is compressed on the
-/// way out (see [`crate::body::seal`]), while inbound bodies are still inflated.
+/// Only with the `compress` feature (on by default); without it [`crate::body::seal`]
+/// compresses with the crate's small fixed-Huffman deflate ([`crate::deflate`]) instead.
 #[cfg(feature = "compress")]
 pub fn compress(data: &[u8]) -> Vec<u8> {
     miniz_oxide::deflate::compress_to_vec_zlib(data, 6)
@@ -460,6 +460,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "server")]
     fn rsa_crate_parts(der: &[u8]) -> Option<(Vec<u8>, u64)> {
         use rsa::pkcs8::DecodePublicKey;
         let key = rsa::RsaPublicKey::from_public_key_der(der).ok()?;
