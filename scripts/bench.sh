@@ -78,7 +78,7 @@ if [ -n "${BENCH_BIN:-}" ]; then
   BIN=$BENCH_BIN # prebuilt mpush-proxy, mpush-gateway and mpush-loadgen (e.g. copies kept aside)
 else
   cargo build --release --locked -q -p mpush-proxy -p mpush-gateway -p mpush-loadgen
-  BIN=target/release
+  BIN=${CARGO_TARGET_DIR:-target}/release # where cargo put them
 fi
 WORK=$(mktemp -d)
 PIDS=()

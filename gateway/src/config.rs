@@ -105,10 +105,11 @@ impl std::fmt::Debug for Secret {
 pub struct LimitsConfig {
     /// Open MPUSH connections in total; more are closed at accept.
     pub max_connections: usize,
-    /// Open MPUSH connections per client IP address; more are closed at accept.
+    /// Open MPUSH connections per client IP address (IPv6: per /64); more are closed at
+    /// accept.
     pub max_connections_per_ip: usize,
-    /// Connections per client IP that have not completed a handshake or fast connect yet;
-    /// more are closed at accept.
+    /// Connections per client IP (IPv6: per /64) that have not completed a handshake or fast
+    /// connect yet; more are closed at accept.
     pub max_unauthenticated_per_ip: usize,
     /// Largest RSA-encrypted handshake or fast connect body, bytes, checked before
     /// decrypting (a real one is 1 to 3 blocks of 128 bytes); bigger: Error 100 and close.
@@ -126,6 +127,11 @@ pub struct LimitsConfig {
     /// A write to a client that does not complete within this long closes the connection
     /// (a client that stopped reading), ms.
     pub write_timeout: u64,
+    /// Connections the kernel completes and queues for the MPUSH and API listeners before
+    /// the gateway accepts them (`listen(2)`'s backlog); beyond it a new client's SYN is
+    /// dropped and retried a second later. The kernel caps it at `net.core.somaxconn` on
+    /// Linux (a warning at start says so).
+    pub listen_backlog: usize,
 }
 
 impl Default for LimitsConfig {
@@ -139,6 +145,9 @@ impl Default for LimitsConfig {
             rsa_workers: 0,
             max_queued_push_bytes: 4 * 1024 * 1024,
             write_timeout: 30_000,
+            // tokio's TcpListener::bind takes 128 (std's); a flood of a few hundred
+            // connections overflows that.
+            listen_backlog: 1024,
         }
     }
 }
@@ -324,7 +333,7 @@ impl GatewayConfig {
     /// `BIND_TOKEN_SECRET_FILE`, `API_HEADER_READ_TIMEOUT`, and the `[limits]`
     /// keys `MAX_CONNECTIONS`, `MAX_CONNECTIONS_PER_IP`, `MAX_UNAUTHENTICATED_PER_IP`,
     /// `MAX_HANDSHAKE_BODY`, `MAX_FIELD_LENGTH`, `RSA_WORKERS`, `MAX_QUEUED_PUSH_BYTES`,
-    /// `WRITE_TIMEOUT`. Also `DRAIN_TIMEOUT`, the
+    /// `WRITE_TIMEOUT`, `LISTEN_BACKLOG`. Also `DRAIN_TIMEOUT`, the
     /// `[http]` keys `MAX_IN_FLIGHT`, `MAX_READ_TIMEOUT`, `DENY_PRIVATE_ADDRESSES`
     /// (`true`/`false`), and the `[upstream]` keys `WEBHOOK_QUEUE`, `WEBHOOK_CONCURRENCY`,
     /// `WEBHOOK_TIMEOUT`, `WEBHOOK_ATTEMPTS`, `WEBHOOK_BACKOFF`, `WEBHOOK_MAX_BACKOFF`.
@@ -416,6 +425,7 @@ impl GatewayConfig {
             ("MAX_FIELD_LENGTH", &mut l.max_field_length),
             ("RSA_WORKERS", &mut l.rsa_workers),
             ("MAX_QUEUED_PUSH_BYTES", &mut l.max_queued_push_bytes),
+            ("LISTEN_BACKLOG", &mut l.listen_backlog),
         ] {
             if let Some(v) = get(name) {
                 *field = v
@@ -448,6 +458,12 @@ impl GatewayConfig {
         }
         if self.limits.max_queued_push_bytes == 0 || self.limits.write_timeout == 0 {
             return Err(GatewayError::Config("limits: max-queued-push-bytes and write-timeout must be > 0".into()));
+        }
+        if self.limits.listen_backlog == 0 || self.limits.listen_backlog > MAX_LISTEN_BACKLOG {
+            return Err(GatewayError::Config(format!(
+                "limits: listen-backlog must be 1 to {MAX_LISTEN_BACKLOG}, got {}",
+                self.limits.listen_backlog
+            )));
         }
         if self.http.max_content_length == 0
             || self.http.default_read_timeout == 0
@@ -502,6 +518,10 @@ impl GatewayConfig {
         Ok(())
     }
 }
+
+/// The largest `listen-backlog`: `listen(2)` takes an `int`. (Linux caps it lower anyway, at
+/// `net.core.somaxconn`.)
+pub const MAX_LISTEN_BACKLOG: usize = i32::MAX as usize;
 
 fn parse_addr(name: &str, v: &str) -> Result<SocketAddr, GatewayError> {
     v.trim().parse().map_err(|_| GatewayError::Config(format!("{name}: not a socket address: {v:?}")))
@@ -561,6 +581,25 @@ mod tests {
         })
         .unwrap();
         assert_eq!((c.limits.max_queued_push_bytes, c.limits.write_timeout), (1000, 700));
+    }
+
+    #[test]
+    fn listen_backlog_key() {
+        assert_eq!(GatewayConfig::default().limits.listen_backlog, 1024);
+        let c = GatewayConfig::from_toml("[limits]\nlisten-backlog = 4096").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.limits.listen_backlog, 4096);
+        let e = GatewayConfig::from_toml("[limits]\nlisten-backlog = 0").unwrap().validate().unwrap_err();
+        assert!(e.to_string().contains("listen-backlog must be 1 to"), "{e}");
+        let huge = GatewayConfig::from_toml("[limits]\nlisten-backlog = 3000000000").unwrap();
+        assert!(huge.validate().is_err(), "listen(2) takes an int");
+        assert!(GatewayConfig::from_toml("[limits]\nlisten-backlog = -1").is_err());
+        assert!(GatewayConfig::from_toml("[limits]\nlisten-backlog = \"big\"").is_err());
+        let mut c = GatewayConfig::default();
+        c.apply_env(|k| (k == "MPUSH_GATEWAY_LISTEN_BACKLOG").then(|| "512".into())).unwrap();
+        assert_eq!(c.limits.listen_backlog, 512);
+        let e = c.apply_env(|k| (k == "MPUSH_GATEWAY_LISTEN_BACKLOG").then(|| "lots".into())).unwrap_err();
+        assert!(e.to_string().contains("MPUSH_GATEWAY_LISTEN_BACKLOG: not a number"), "{e}");
     }
 
     #[test]

@@ -341,14 +341,22 @@ impl Conn {
                 });
             }
             ServerEvent::RsaDecryptNeeded { ciphertext } => {
-                let (tx, rx) = oneshot::channel();
+                let (mut tx, rx) = oneshot::channel();
                 let permits = self.shared.rsa_permits.clone();
                 let config = self.shared.server_config.clone();
+                let peer = crate::limits::peer_key(self.peer.ip());
                 tokio::spawn(async move {
                     // At most `rsa-workers` private-key operations at once, on blocking
-                    // threads: a handshake flood queues here instead of stalling the workers
-                    // that serve live connections.
-                    let Ok(_permit) = permits.acquire_owned().await else { return };
+                    // threads, taken in turn by peer: a handshake flood queues here instead
+                    // of stalling the workers that serve live connections, and mostly delays
+                    // its own handshakes.
+                    let permit = tokio::select! {
+                        p = permits.acquire_owned(peer) => p,
+                        // The connection is gone: give up the place (else a client that
+                        // connects, sends a handshake and closes in a loop piles up waiters).
+                        () = tx.closed() => return,
+                    };
+                    let Ok(_permit) = permit else { return };
                     if tx.is_closed() {
                         return; // the connection is gone: skip the work
                     }

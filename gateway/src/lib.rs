@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mpush_protocol::{MemorySessionStore, ServerConfig, SessionStore};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
@@ -170,8 +170,34 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
-async fn listen(addr: SocketAddr) -> Result<TcpListener, GatewayError> {
-    TcpListener::bind(addr).await.map_err(|source| GatewayError::Bind { addr, source })
+/// A listener with an explicit backlog (`[limits] listen-backlog`): `TcpListener::bind` takes
+/// std's 128, which a flood of a few hundred connections overflows (new clients' SYNs are then
+/// dropped and retried after a second).
+fn listen(addr: SocketAddr, backlog: usize) -> Result<TcpListener, GatewayError> {
+    let bind = || {
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        // As `TcpListener::bind` does: a restarted gateway rebinds at once, despite the
+        // previous process's connections in TIME_WAIT.
+        #[cfg(not(windows))]
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(u32::try_from(backlog).unwrap_or(u32::MAX))
+    };
+    bind().map_err(|source| GatewayError::Bind { addr, source })
+}
+
+/// Warns when the kernel caps `listen-backlog` lower (Linux: `net.core.somaxconn`).
+fn warn_if_backlog_capped(backlog: usize) {
+    let Ok(text) = std::fs::read_to_string("/proc/sys/net/core/somaxconn") else { return };
+    if let Ok(cap) = text.trim().parse::<usize>() {
+        if cap < backlog {
+            tracing::warn!(
+                listen_backlog = backlog,
+                somaxconn = cap,
+                "limits.listen-backlog is capped by net.core.somaxconn; raise that sysctl for the full backlog"
+            );
+        }
+    }
 }
 
 impl Gateway {
@@ -234,8 +260,10 @@ impl Gateway {
             (None, Some(url)) => Arc::new(WebhookSink::with_config(url.clone(), &config.upstream)),
             (None, None) => Arc::new(LogSink),
         };
-        let mpush = listen(config.listen).await?;
-        let api = listen(config.api_listen).await?;
+        let backlog = config.limits.listen_backlog;
+        let mpush = listen(config.listen, backlog)?;
+        let api = listen(config.api_listen, backlog)?;
+        warn_if_backlog_capped(backlog);
         let shared = Arc::new(Shared {
             server_config: Arc::new(server_config),
             store,

@@ -1,6 +1,7 @@
 //! Connection caps checked at accept, before a connection costs anything: in total, per client
 //! IP address, and per IP for connections that have not completed a handshake or fast connect.
 //! Each admitted connection holds an [`Admission`] that gives its slots back when dropped.
+//! "Per IP" means per [`peer_key`]: an IPv6 client counts by its /64.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -53,6 +54,19 @@ pub(crate) struct ConnLimits {
     pub(crate) refused: AtomicU64,
 }
 
+/// The address a peer is counted by (per-IP caps, turns for the RSA workers): IPv4 as is
+/// (also when IPv4-mapped), IPv6 by its /64, since one client typically owns a whole /64 and
+/// could otherwise take a fresh quota per address (as `mpush-proxy` counts).
+pub(crate) fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & (!0u128 << 64)).into()),
+        },
+    }
+}
+
 fn over(count: usize, cap: usize) -> bool {
     cap != 0 && count >= cap
 }
@@ -74,6 +88,7 @@ impl ConnLimits {
 
     /// Counts a new, unauthenticated connection from `ip`, or says which cap it would break.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admission, Refusal> {
+        let ip = peer_key(ip);
         let mut s = self.lock();
         let refusal = if over(s.total, self.max_total) {
             Some(Refusal::Total)
@@ -168,5 +183,18 @@ mod tests {
         let all: Vec<_> = (0..100).map(|_| l.admit(a).expect("no cap")).collect();
         drop(all);
         assert!(l.lock().per_ip.is_empty() && l.lock().total == 0);
+    }
+
+    #[test]
+    fn ipv6_counts_by_its_64_and_mapped_ipv4_as_ipv4() {
+        let l = limits(0, 0, 1);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _first = l.admit(ip("2001:db8:1:2::1")).expect("first");
+        // Another address in the same /64 is the same peer; the next /64 is another.
+        assert_eq!(l.admit(ip("2001:db8:1:2:ffff::9")).err(), Some(Refusal::UnauthenticatedPerIp));
+        let _other = l.admit(ip("2001:db8:1:3::1")).expect("another /64");
+        let _v4 = l.admit(ip("192.0.2.7")).expect("v4");
+        assert_eq!(l.admit(ip("::ffff:192.0.2.7")).err(), Some(Refusal::UnauthenticatedPerIp));
+        assert_eq!(peer_key(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
     }
 }

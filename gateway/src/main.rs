@@ -69,6 +69,10 @@ struct Cli {
     /// ([limits] write-timeout).
     #[arg(long)]
     write_timeout: Option<u64>,
+    /// Connections queued by the kernel before they are accepted (listen backlog; capped by
+    /// net.core.somaxconn) ([limits] listen-backlog).
+    #[arg(long)]
+    listen_backlog: Option<usize>,
     /// HTTP-proxy requests one connection may have under way; one more gets 503 at once
     /// ([http] max-in-flight).
     #[arg(long)]
@@ -135,6 +139,7 @@ fn load_config(cli: Cli) -> Result<GatewayConfig, mpush_gateway::GatewayError> {
         (cli.max_field_length, &mut l.max_field_length),
         (cli.rsa_workers, &mut l.rsa_workers),
         (cli.max_queued_push_bytes, &mut l.max_queued_push_bytes),
+        (cli.listen_backlog, &mut l.listen_backlog),
     ] {
         if let Some(v) = cli {
             *field = v;

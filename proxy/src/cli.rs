@@ -25,6 +25,10 @@ pub struct Cli {
     /// Listen address [default: 127.0.0.1:8080].
     #[arg(long, env = "MPUSH_PROXY_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Connections queued by the kernel before they are accepted; capped by
+    /// net.core.somaxconn [default: 1024].
+    #[arg(long, env = "MPUSH_PROXY_LISTEN_BACKLOG")]
+    pub listen_backlog: Option<usize>,
     /// WebSocket path [default: /mpush].
     #[arg(long, env = "MPUSH_PROXY_WS_PATH")]
     pub ws_path: Option<String>,
@@ -129,6 +133,9 @@ pub struct Cli {
     /// Serve this directory as static files.
     #[arg(long, env = "MPUSH_PROXY_WWW", value_name = "DIR")]
     pub www: Option<PathBuf>,
+    /// Threads: 1 one (no cross-thread wake-ups), 0 one per CPU, N that many [default: 1].
+    #[arg(long, env = "MPUSH_PROXY_RUNTIME_THREADS")]
+    pub runtime_threads: Option<usize>,
     /// Log format [default: text].
     #[arg(long, env = "MPUSH_PROXY_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -211,6 +218,7 @@ impl Cli {
             c.ops_listen = self.ops_listen;
         }
         set(&mut c.ops_max_connections, &self.ops_max_connections);
+        set(&mut c.listen_backlog, &self.listen_backlog);
         set(&mut c.max_connections, &self.max_connections);
         set(&mut c.max_connections_per_ip, &self.max_connections_per_ip);
         if self.max_open_connections.is_some() {
@@ -237,6 +245,7 @@ impl Cli {
         if self.www.is_some() {
             c.www.clone_from(&self.www);
         }
+        set(&mut c.runtime_threads, &self.runtime_threads);
         set(&mut c.log_format, &self.log_format);
         set(&mut c.log_level, &self.log_level);
         c.validate()?;
@@ -284,9 +293,13 @@ mod tests {
             "90s",
             "--http-proxy",
             "deny",
+            "--runtime-threads",
+            "0",
         ])
         .unwrap();
         let c = cli.load().unwrap();
+        assert_eq!(c.runtime_threads, 0);
+        assert_eq!(Config::default().runtime_threads, 1, "one thread unless asked: the least CPU per push");
         assert_eq!(c.upstreams, ["b:2", "c:3"]);
         assert_eq!(c.ws_path, "/ws");
         assert_eq!(c.max_connections, 5);

@@ -20,6 +20,9 @@ pub const OPEN_CONNECTION_HEADROOM: usize = 1024;
 pub const OPEN_CONNECTION_HEADROOM_PER_IP: usize = 16;
 /// hyper's smallest allowed read buffer; `max_header_bytes` may not be below it.
 pub const MIN_HEADER_BYTES: usize = 8192;
+/// The largest `listen_backlog`: `listen(2)` takes an `int` (Linux caps it lower anyway, at
+/// `net.core.somaxconn`).
+pub const MAX_LISTEN_BACKLOG: usize = i32::MAX as usize;
 
 /// What the proxy does with HTTP-proxy packets (cmd 12) from the browser.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -52,6 +55,10 @@ pub enum LogFormat {
 pub struct Config {
     /// Address to listen on (HTTP or HTTPS, WebSocket, health, metrics, static files).
     pub listen: SocketAddr,
+    /// Connections the kernel completes and queues on `listen` before the proxy accepts them
+    /// (`listen(2)`'s backlog); beyond it a new client's SYN is dropped and retried a second
+    /// later. Linux caps it at `net.core.somaxconn`.
+    pub listen_backlog: usize,
     /// URL path of the WebSocket endpoint.
     pub ws_path: String,
     /// Fixed list of MPUSH connection servers as `host:port`. The proxy connects only to
@@ -149,6 +156,12 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Directory served as static files (`index.html` for directories).
     pub www: Option<PathBuf>,
+    /// Threads that run the proxy (used by the binary). 1: one thread, Tokio's current-thread
+    /// runtime, where a session's events never wake another thread; run one process per core
+    /// (the proxy is stateless) to use more cores. 0: Tokio's multi-thread runtime with one
+    /// worker per CPU; N > 1: with N workers (work stealing: a ready session may wake a parked
+    /// worker, a futex call and a context switch).
+    pub runtime_threads: usize,
     /// Log format (used by the binary).
     pub log_format: LogFormat,
     /// Log filter, in `RUST_LOG` syntax (used by the binary).
@@ -163,6 +176,9 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            // Tokio's TcpListener::bind takes 128 (std's), which a burst of reconnecting
+            // browsers overflows.
+            listen_backlog: 1024,
             ws_path: "/mpush".into(),
             upstreams: Vec::new(),
             zk: Vec::new(),
@@ -197,6 +213,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             www: None,
+            runtime_threads: 1,
             log_format: LogFormat::Text,
             log_level: "info".into(),
             #[cfg(feature = "demo")]
@@ -258,6 +275,9 @@ impl Config {
         }
         if self.ops_max_connections == 0 {
             return bad("ops_max_connections must be at least 1".into());
+        }
+        if self.listen_backlog == 0 || self.listen_backlog > MAX_LISTEN_BACKLOG {
+            return bad(format!("listen_backlog must be 1 to {MAX_LISTEN_BACKLOG}, got {}", self.listen_backlog));
         }
         for z in &self.zk {
             match z.rsplit_once(':') {
@@ -458,6 +478,18 @@ mod tests {
         assert!(c.validate().is_ok());
         c.max_header_bytes = 4096;
         assert!(c.validate().is_err(), "hyper panics below 8 KiB");
+    }
+
+    #[test]
+    fn listen_backlog() {
+        assert_eq!(Config::default().listen_backlog, 1024);
+        let c = Config::from_toml("listen_backlog = 4096\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.listen_backlog, 4096);
+        let e = Config::from_toml("listen_backlog = 0\n").unwrap().validate().unwrap_err();
+        assert!(e.to_string().contains("listen_backlog must be 1 to"), "{e}");
+        assert!(Config::from_toml("listen_backlog = 3000000000\n").unwrap().validate().is_err());
+        assert!(Config::from_toml("listen_backlog = -1\n").is_err());
     }
 
     #[test]

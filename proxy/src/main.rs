@@ -8,8 +8,7 @@ use clap::Parser;
 use mpush_proxy::{Cli, LogFormat, Proxy};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     #[cfg(not(feature = "demo"))]
     if cli.demo {
@@ -20,8 +19,7 @@ async fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    #[cfg_attr(not(feature = "demo"), allow(unused_mut))]
-    let mut config = match cli.load() {
+    let config = match cli.load() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mpush-proxy: {e}");
@@ -38,6 +36,32 @@ async fn main() -> ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
+    let runtime = match runtime(config.runtime_threads) {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(cli, config))
+}
+
+/// The runtime for `runtime_threads`: 1 thread runs everything (a session's events never wake
+/// another thread), more share the sessions by work stealing.
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if threads > 1 {
+        builder.worker_threads(threads);
+    }
+    builder.enable_all().build()
+}
+
+/// Starts the proxy (and in demo mode the gateway) and serves until a shutdown signal.
+#[cfg_attr(not(feature = "demo"), allow(unused_mut, unused_variables))]
+async fn serve(cli: Cli, mut config: mpush_proxy::Config) -> ExitCode {
     #[cfg(feature = "demo")]
     let mut gateway = None;
     #[cfg(feature = "demo")]
@@ -104,13 +128,12 @@ mod demo {
     use mpush_gateway::config::GatewayConfig;
     use mpush_gateway::{Gateway, GatewayHandle};
     use mpush_proxy::{Cli, Embedded, Proxy};
-    use tokio::net::TcpListener;
 
     /// Binds the proxy's listener, starts an in-process gateway on loopback that the proxy
     /// bridges to (its HTTP proxy may reach only the demo echo service), and prints what to
     /// open.
     pub(crate) async fn start(cli: &Cli, config: &mut mpush_proxy::Config) -> Result<(Proxy, GatewayHandle), String> {
-        let listener = TcpListener::bind(config.listen).await.map_err(|e| format!("bind {}: {e}", config.listen))?;
+        let listener = Proxy::bind_listener(config).map_err(|e| format!("bind {}: {e}", config.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let echo = mpush_proxy::embedded::start_echo().await.map_err(|e| format!("echo service: {e}"))?;
         let mut g = match &cli.gateway_config {

@@ -17,7 +17,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -97,8 +97,35 @@ impl Proxy {
     /// Validates `config`, loads TLS files and binds `config.listen`.
     pub async fn bind(config: Config) -> Result<Proxy, ProxyError> {
         config.validate()?;
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener = Proxy::bind_listener(&config)?;
         Proxy::from_listener(config, listener)
+    }
+
+    /// Binds `config.listen` with `config.listen_backlog`, as [`Proxy::bind`] does (for
+    /// [`Proxy::from_listener`] when the address is needed before the proxy starts). Call it
+    /// inside a Tokio runtime.
+    pub fn bind_listener(config: &Config) -> Result<TcpListener, ProxyError> {
+        let addr = config.listen;
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        // As `TcpListener::bind` does: a restarted proxy rebinds at once, despite the previous
+        // process's connections in TIME_WAIT.
+        #[cfg(not(windows))]
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        let backlog = u32::try_from(config.listen_backlog).unwrap_or(u32::MAX);
+        let listener = socket.listen(backlog)?;
+        if let Some(cap) = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|t| t.trim().parse::<usize>().ok())
+            .filter(|&cap| cap < config.listen_backlog)
+        {
+            warn!(
+                listen_backlog = config.listen_backlog,
+                somaxconn = cap,
+                "listen_backlog is capped by net.core.somaxconn; raise that sysctl for the full backlog"
+            );
+        }
+        Ok(listener)
     }
 
     /// Like [`Proxy::bind`] with an already bound listener (`config.listen` is ignored;

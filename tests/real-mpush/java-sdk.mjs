@@ -68,12 +68,14 @@ const SCENARIOS = [
     about: "a second handshake on the same connection is refused (the SDK then stops itself)",
     // The SDK stops itself on that Error while the server may be closing: whether it reports
     // the disconnect, or even reconnects ("connected") before its stop lands, depends on which
-    // of its threads comes first (seen in CI against both servers).
-    ignore: ["disconnected", "connected"],
+    // of its threads comes first (seen in CI against both servers). Its "handshake-sent" is
+    // logged after the write and raced the server's Error against mpush-gateway in CI: the
+    // driver's "step" before the write stands for it.
+    ignore: ["disconnected", "connected", "handshake-sent"],
     expect: {
       A: [
         { event: "handshake-ok" },
-        { event: "handshake-sent" },
+        { event: "step", do: "second handshake" },
         // MPUSH decrypts every encrypted packet with the connection's current cipher: the
         // RSA-encrypted second handshake does not decrypt under the session key, so its
         // "repeat handshake" check is never reached: DISPATCH_ERROR, and the connection is closed

@@ -272,7 +272,10 @@ public final class JavaClientDriver {
                 // A second handshake on the same connection (same device id). The SDK switches
                 // to the new key right after sending; the server refuses with an unencrypted
                 // Error, and the SDK stops itself on an Error for a handshake.
+                // The SDK logs "<<< do handshake" only after the write, so the server's Error can
+                // be read (and logged) first: mark the second handshake here, before the write.
                 int from = log.size();
+                emit("step", "do", "second handshake");
                 client.handshake();
                 await(from, e -> is(e, "error") && num(e, "cmd") == 2, "error for the second handshake");
                 break;
