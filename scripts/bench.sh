@@ -10,7 +10,8 @@
 #                                          (max: the most the open-file limit allows).
 # Environment: HOLD (s, default 15), BURST (pushes, default 20000), RATE (pushes/s, 1000),
 # RATE_SECONDS (5), HEARTBEAT (ms, 10000), PROXIES (proxy processes sharing the sessions
-# round-robin; default: 1, or as many as the open-file limit needs). Everything listens on
+# round-robin; default: 1, or as many as the open-file limit needs), PROXY_ARGS (extra
+# mpush-proxy flags, e.g. "--runtime-threads 0" to compare runtimes). Everything listens on
 # 127.0.0.1 only.
 # --compare also: BRIDGES ("mpush-proxy websocat websockify"), WEBSOCKIFY_MAX (1000: websockify
 # forks a ~4 MB Python process per connection, so it gets at most this many sessions),
@@ -123,7 +124,7 @@ start_bridge() {
     case $kind in
       mpush-proxy)
         "$BIN/mpush-proxy" --listen "127.0.0.1:$p" --upstream "127.0.0.1:$GW_PORT" --allowed-origin "$ORIGIN" \
-          --max-connections $((n + 100)) --max-connections-per-ip $((n + 100)) --log-level warn \
+          --max-connections $((n + 100)) --max-connections-per-ip $((n + 100)) --log-level warn ${PROXY_ARGS:-} \
           >"$WORK/$kind-$k.log" 2>&1 &
         BRIDGE_URLS+=("ws://127.0.0.1:$p/mpush") ;;
       websocat)
@@ -210,10 +211,11 @@ print(f"bench --compare: burst {burst} pushes, latency at {rate} pushes/s for {r
 print("KB/idle session: bridge RSS (with child processes) after the hold minus before, per session held;")
 print("CPU µs/push: bridge user+system time (all threads and children) per push delivered, over the burst and over")
 print("the paced run ('@rate': each push on its own, heartbeats included; a bridge that falls behind in the burst")
-print("batches several pushes per system call there).")
+print("batches several pushes per system call there). csw/push: the bridge's context switches per push (all threads and")
+print("children), burst and '@rate': a count, steady when other work shares the cores, where CPU time is not.")
 def f(v, fmt):
     return "-" if v is None else format(v, fmt)
-head = f"{'sessions':>8}  {'bridge':<12} {'procs':>5} {'held':>11} {'KB/idle':>8} {'pushes/s':>9} {'vs direct':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/push':>11} {'@rate':>6}"
+head = f"{'sessions':>8}  {'bridge':<12} {'procs':>5} {'held':>11} {'KB/idle':>8} {'pushes/s':>9} {'vs direct':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/push':>11} {'@rate':>6} {'csw/push':>8} {'@rate':>6}"
 print(head)
 print("-" * len(head))
 for count in sorted({r["count"] for r in rows}):
@@ -226,10 +228,13 @@ for count in sorted({r["count"] for r in rows}):
         kb = None if r["bridge"] == "direct" else r["kb_per_session"]
         cpu = None if r["bridge"] == "direct" else r["cpu_us_per_push"]
         cpu_rate = None if r["bridge"] == "direct" else r.get("cpu_us_per_push_at_rate")
+        csw = None if r["bridge"] == "direct" else r.get("switches_per_push")
+        csw_rate = None if r["bridge"] == "direct" else r.get("switches_per_push_at_rate")
         name = "direct TCP" if r["bridge"] == "direct" else r["bridge"]
         procs = "-" if r["bridge"] == "direct" else r["procs"]
         print(f"{count:>8}  {name:<12} {procs:>5} {held:>11} {f(kb, '.1f'):>8} {f(r['pushes_per_sec'], '.0f'):>9} {f(ratio, '.2f'):>9} "
-              f"{f(r['p50_ms'], '.3f'):>7} {f(r['p99_ms'], '.3f'):>7} {f(cpu, '.1f'):>11} {f(cpu_rate, '.1f'):>6}")
+              f"{f(r['p50_ms'], '.3f'):>7} {f(r['p99_ms'], '.3f'):>7} {f(cpu, '.1f'):>11} {f(cpu_rate, '.1f'):>6} "
+              f"{f(csw, '.2f'):>8} {f(csw_rate, '.2f'):>6}")
         if r["attempted"] < count:
             print(f"{'':>10}({name} given {r['attempted']} of the {count} sessions: WEBSOCKIFY_MAX)")
         if r.get("framing_violations"):

@@ -7,18 +7,26 @@
 //!    without decrypting. The gateway's CPU time (utime + stime of `/proc/<pid>/stat`, all
 //!    threads) before and after, divided by the attempts. The same for `--legit` complete
 //!    handshakes, for scale.
-//! 2. A legitimate client's handshake latency (connect to HandshakeOk, p50/p99) and an
+//! 2. A legitimate client's handshake latency (connect to HandshakeOk, p50/p99/max) and an
 //!    established connection's heartbeat echo time while `--flood` connections send, in a
-//!    loop, handshakes of exactly `max-handshake-body` bytes whose every RSA block decrypts
-//!    (random plaintext under the gateway's public key): the most RSA work one packet may
-//!    cost, each ending in Error 100 (the plaintext is no handshake) and a close.
+//!    loop, oversized handshakes (refused before RSA), then handshakes of exactly
+//!    `max-handshake-body` bytes whose every RSA block decrypts (random plaintext under the
+//!    gateway's public key): the most RSA work one packet may cost, each ending in Error 100
+//!    (the plaintext is no handshake) and a close.
+//!
+//!    The flood comes from `--flood-from` (127.0.0.1); the legitimate client from each
+//!    address of `--legit-from` in turn (default 127.0.0.2, then 127.0.0.1): another address
+//!    is the realistic attack (the gateway's RSA workers take turns by peer), the flood's own
+//!    address is a client behind the same NAT or proxy as the attacker. On Linux all of
+//!    127.0.0.0/8 is loopback, so both stay on this machine. The legitimate client runs on
+//!    its own thread and runtime (an attacker is another machine), sharing only the cores.
 //!
 //! ```sh
 //! cargo run --release -p mpush-gateway --example handshake_flood -- \
 //!   --gateway 127.0.0.1:3000 --pid "$(pidof mpush-gateway)" --public-key MIGf...
 //! ```
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +35,7 @@ use mpush_native_client::{NativeClient, Options};
 use mpush_protocol::{ClientConfig, ClientEvent, Command, Flags, Packet, RsaPublicKey};
 use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// Command-line settings (`--name value`).
 struct Args {
@@ -40,6 +48,8 @@ struct Args {
     samples: usize,
     max_handshake_body: usize,
     clk_tck: u64,
+    flood_from: IpAddr,
+    legit_from: Vec<IpAddr>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -53,6 +63,8 @@ fn parse_args() -> Result<Args, String> {
         samples: 200,
         max_handshake_body: 512,
         clk_tck: 100,
+        flood_from: IpAddr::from([127, 0, 0, 1]),
+        legit_from: vec![IpAddr::from([127, 0, 0, 2]), IpAddr::from([127, 0, 0, 1])],
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -68,6 +80,13 @@ fn parse_args() -> Result<Args, String> {
             "--samples" => a.samples = num(&v)?,
             "--max-handshake-body" => a.max_handshake_body = num(&v)?,
             "--clk-tck" => a.clk_tck = num(&v)? as u64,
+            "--flood-from" => a.flood_from = v.parse().map_err(|_| format!("--flood-from: not an IP: {v}"))?,
+            "--legit-from" => {
+                a.legit_from = v
+                    .split(',')
+                    .map(|ip| ip.trim().parse().map_err(|_| format!("--legit-from: not an IP: {ip}")))
+                    .collect::<Result<_, _>>()?
+            }
             _ => return Err(format!("unknown option {k}")),
         }
     }
@@ -106,9 +125,18 @@ fn handshake_packet(key: &RsaPublicKey, len: usize, decryptable: bool) -> Result
     Ok(Packet { cmd: Command::HANDSHAKE, flags: Flags::CRYPTO, session_id: 1, body }.to_bytes())
 }
 
+/// A connection to `addr` from the address `from` (any free port).
+async fn connect_from(from: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = if from.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.bind(SocketAddr::new(from, 0))?;
+    let s = socket.connect(addr).await?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
 /// Sends one handshake packet and reads until the gateway closes.
-async fn hostile_handshake(addr: SocketAddr, packet: &[u8]) -> std::io::Result<()> {
-    let mut s = TcpStream::connect(addr).await?;
+async fn hostile_handshake(from: IpAddr, addr: SocketAddr, packet: &[u8]) -> std::io::Result<()> {
+    let mut s = connect_from(from, addr).await?;
     s.write_all(packet).await?;
     let mut sink = [0u8; 256];
     // Error 100 then EOF; a reset counts as closed too.
@@ -116,11 +144,13 @@ async fn hostile_handshake(addr: SocketAddr, packet: &[u8]) -> std::io::Result<(
     Ok(())
 }
 
-/// A complete handshake with the native client; returns how long it took.
-async fn legit_handshake(addr: SocketAddr, key: &RsaPublicKey, device: &str) -> Result<Duration, String> {
+/// A complete handshake with the native client from the address `from`; returns how long it
+/// took (connect included).
+async fn legit_handshake(from: IpAddr, addr: SocketAddr, key: &RsaPublicKey, device: &str) -> Result<Duration, String> {
     let start = Instant::now();
     let config = ClientConfig::new(key.clone(), device);
-    let mut c = NativeClient::connect(addr, config, Options::default()).await.map_err(|e| e.to_string())?;
+    let stream = connect_from(from, addr).await.map_err(|e| format!("connect: {e}"))?;
+    let mut c = NativeClient::start(stream, config, Options::default()).map_err(|e| e.to_string())?;
     c.wait_for(|e| matches!(e, ClientEvent::HandshakeOk { .. })).await.map_err(|e| e.to_string())?;
     let took = start.elapsed();
     c.close().await;
@@ -174,9 +204,8 @@ fn us(d: Duration) -> String {
 }
 
 /// Heartbeat echo times on one connection until `stop`.
-async fn heartbeat_probe(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::io::Result<Vec<Duration>> {
-    let mut s = TcpStream::connect(addr).await?;
-    s.set_nodelay(true)?;
+async fn heartbeat_probe(from: IpAddr, addr: SocketAddr, stop: Arc<AtomicBool>) -> std::io::Result<Vec<Duration>> {
+    let mut s = connect_from(from, addr).await?;
     let mut out = Vec::new();
     let mut b = [0u8; 1];
     while !stop.load(Ordering::Relaxed) {
@@ -202,9 +231,10 @@ async fn main() -> Result<(), String> {
     let before = cpu_time(a.pid, a.clk_tck)?;
     let wall = Instant::now();
     let p = oversized_packet.clone();
+    let flood_from = a.flood_from;
     let failed = run_many(a.refused, 32, move |_| {
         let p = p.clone();
-        async move { hostile_handshake(addr, &p).await.is_ok() }
+        async move { hostile_handshake(flood_from, addr, &p).await.is_ok() }
     })
     .await;
     let refused_wall = wall.elapsed();
@@ -214,7 +244,7 @@ async fn main() -> Result<(), String> {
     let k = key.clone();
     let legit_failed = run_many(a.legit, 8, move |i| {
         let k = k.clone();
-        async move { legit_handshake(addr, &k, &format!("bench-legit-{i}")).await.is_ok() }
+        async move { legit_handshake(flood_from, addr, &k, &format!("bench-legit-{i}")).await.is_ok() }
     })
     .await;
     let legit_cpu = cpu_time(a.pid, a.clk_tck)?.saturating_sub(before);
@@ -236,27 +266,38 @@ async fn main() -> Result<(), String> {
     );
 
     // 2. Latency under a flood: first of oversized handshakes (refused before any RSA work),
-    // then of maximum-size handshakes whose every block decrypts (the most one packet costs).
+    // then of maximum-size handshakes whose every block decrypts (the most one packet costs);
+    // the legitimate client from each of its addresses.
     for (packet, what) in [
         (oversized_packet.clone(), format!("{oversized} B handshakes (refused before RSA)")),
         (flood_packet.clone(), format!("{} B handshakes (every block decrypts)", a.max_handshake_body)),
     ] {
-        flood(addr, &key, &a, packet, &what).await?;
+        for &from in &a.legit_from {
+            flood(addr, &key, &a, packet.clone(), &what, from).await?;
+        }
     }
     Ok(())
 }
 
-/// Runs `a.flood` connections sending `packet` in a loop while timing `a.samples` legitimate
-/// handshakes and an open connection's heartbeat echo; prints two table rows.
-async fn flood(addr: SocketAddr, key: &RsaPublicKey, a: &Args, packet: Arc<[u8]>, what: &str) -> Result<(), String> {
+/// Runs `a.flood` connections from `a.flood_from` sending `packet` in a loop while timing
+/// `a.samples` legitimate handshakes and an open connection's heartbeat echo, both from
+/// `legit_from`; prints two table rows.
+async fn flood(
+    addr: SocketAddr,
+    key: &RsaPublicKey,
+    a: &Args,
+    packet: Arc<[u8]>,
+    what: &str,
+    legit_from: IpAddr,
+) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     let flood_done = Arc::new(AtomicU64::new(0));
     let mut flooders = Vec::new();
     for _ in 0..a.flood {
-        let (stop, done, packet) = (stop.clone(), flood_done.clone(), packet.clone());
+        let (stop, done, packet, from) = (stop.clone(), flood_done.clone(), packet.clone(), a.flood_from);
         flooders.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                if hostile_handshake(addr, &packet).await.is_ok() {
+                if hostile_handshake(from, addr, &packet).await.is_ok() {
                     done.fetch_add(1, Ordering::Relaxed);
                 } else {
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -266,33 +307,58 @@ async fn flood(addr: SocketAddr, key: &RsaPublicKey, a: &Args, packet: Arc<[u8]>
     }
     // Let the flood fill the gateway's queues before measuring.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let probe = tokio::spawn(heartbeat_probe(addr, stop.clone()));
     let flood_start = Instant::now();
     let done_at_start = flood_done.load(Ordering::Relaxed);
-    let mut samples = Vec::with_capacity(a.samples);
-    let mut errors = 0;
-    for i in 0..a.samples {
-        match legit_handshake(addr, key, &format!("bench-probe-{i}")).await {
-            Ok(d) => samples.push(d),
-            Err(_) => errors += 1,
-        }
-    }
+    // The legitimate client and the probe run on a thread and runtime of their own: an
+    // attacker is another machine, so they must not wait in line behind the flood's tasks
+    // inside this process (they still share the cores).
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let (key, stop2, n) = (key.clone(), stop.clone(), a.samples);
+    std::thread::spawn(move || {
+        let measured = tokio::runtime::Builder::new_current_thread().enable_all().build().map(|rt| {
+            rt.block_on(async move {
+                let probe = tokio::spawn(heartbeat_probe(legit_from, addr, stop2.clone()));
+                let mut samples = Vec::with_capacity(n);
+                let mut errors: Vec<String> = Vec::new();
+                for i in 0..n {
+                    match legit_handshake(legit_from, addr, &key, &format!("bench-probe-{i}")).await {
+                        Ok(d) => samples.push(d),
+                        Err(e) => errors.push(e),
+                    }
+                }
+                stop2.store(true, Ordering::Relaxed);
+                let beats = probe.await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()));
+                (samples, errors, beats)
+            })
+        });
+        let _ = done_tx.send(measured);
+    });
+    let measured = done_rx.await.map_err(|_| "the legitimate client's thread panicked".to_owned());
     let flood_rate = (flood_done.load(Ordering::Relaxed) - done_at_start) as f64 / flood_start.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for f in flooders {
         let _ = f.await;
     }
-    let mut beats = probe.await.map_err(|e| e.to_string())?.map_err(|e| format!("heartbeat probe: {e}"))?;
+    let (mut samples, mut errors, beats) = measured?.map_err(|e| format!("runtime: {e}"))?;
+    let mut beats = beats.map_err(|e| format!("heartbeat probe: {e}"))?;
     samples.sort();
     beats.sort();
+    let source = if legit_from == a.flood_from {
+        format!("client on the flood's own address {legit_from}")
+    } else {
+        format!("client from {legit_from}, flood from {}", a.flood_from)
+    };
+    errors.sort();
+    errors.dedup();
+    let why = if errors.is_empty() { String::new() } else { format!(": {}", errors.join("; ")) };
     println!(
-        "| legit handshake during a {}-connection flood of {what}, p50 / p99 / max | {} / {} / {} ({} samples, {} failed; flood {:.0} handshakes/s) |",
+        "| legit handshake ({source}) during a {}-connection flood of {what}, p50 / p99 / max | {} / {} / {} ({} samples, {} failed{why}; flood {:.0} handshakes/s) |",
         a.flood,
         ms(percentile(&samples, 0.5)),
         ms(percentile(&samples, 0.99)),
         ms(samples.last().copied().unwrap_or_default()),
         samples.len(),
-        errors,
+        a.samples - samples.len(),
         flood_rate
     );
     println!(

@@ -122,6 +122,11 @@ pub struct RunReport {
     /// The same over the paced latency run: every push handled on its own (a bridge that falls
     /// behind in the burst batches several pushes per system call there), heartbeats included.
     cpu_per_push_at_rate_us: Option<f64>,
+    /// Context switches (voluntary and not, all threads) per push in the burst: a count, so
+    /// unlike CPU time it does not swell when other work shares the cores.
+    switches_per_push: Option<f64>,
+    /// The same over the paced run (heartbeats included).
+    switches_per_push_at_rate: Option<f64>,
     latency: Option<stats::Percentiles>,
 }
 
@@ -150,6 +155,9 @@ impl RunReport {
         if let Some(us) = self.proxy_cpu_per_push_us {
             println!("{} CPU per push:     {us:.1} µs", self.measured);
         }
+        if let (Some(burst), Some(paced)) = (self.switches_per_push, self.switches_per_push_at_rate) {
+            println!("{} context switches per push: {burst:.2} (burst), {paced:.2} (fixed rate)", self.measured);
+        }
         if let Some(p) = &self.latency {
             println!(
                 "latency at fixed rate:  p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} samples)",
@@ -174,6 +182,8 @@ impl RunReport {
             "burst_pushes": self.burst_pushes,
             "cpu_us_per_push": self.proxy_cpu_per_push_us,
             "cpu_us_per_push_at_rate": self.cpu_per_push_at_rate_us,
+            "switches_per_push": self.switches_per_push,
+            "switches_per_push_at_rate": self.switches_per_push_at_rate,
             "p50_ms": self.latency.as_ref().map(|p| p.p50),
             "p99_ms": self.latency.as_ref().map(|p| p.p99),
             "latency_samples": self.latency.as_ref().map(|p| p.samples),
@@ -231,6 +241,21 @@ fn cpu_ns(pid: u32) -> Option<u64> {
     Some(ticks * 10_000_000)
 }
 
+/// Context switches of all threads of `pid` (voluntary: it waited, e.g. in `epoll_wait` or a
+/// futex; involuntary: it was preempted).
+fn switches(pid: u32) -> Option<u64> {
+    let mut total = 0u64;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else { continue };
+        total += status
+            .lines()
+            .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Some(total)
+}
+
 /// `f` summed over `pids`; `None` without pids or when one cannot be read.
 fn sum_over(pids: &[u32], f: fn(u32) -> Option<u64>) -> Option<u64> {
     if pids.is_empty() {
@@ -286,6 +311,7 @@ async fn run(args: &Args, key: &RsaPublicKey, target: Target, label: &str) -> Re
     if args.burst > 0 {
         counters.reset_received();
         let cpu_before = sum_over(pids, cpu_ns);
+        let switches_before = sum_over(pids, switches);
         let t = Instant::now();
         let mut sent = 0usize;
         let mut i = 0usize;
@@ -313,6 +339,9 @@ async fn run(args: &Args, key: &RsaPublicKey, target: Target, label: &str) -> Re
         if let (Some(before), Some(after)) = (cpu_before, sum_over(pids, cpu_ns)) {
             report.proxy_cpu_per_push_us = Some(after.saturating_sub(before) as f64 / 1000.0 / got.max(1) as f64);
         }
+        if let (Some(before), Some(after)) = (switches_before, sum_over(pids, switches)) {
+            report.switches_per_push = Some(after.saturating_sub(before) as f64 / got.max(1) as f64);
+        }
     }
 
     // Latency at a fixed rate: a batch every 10 ms.
@@ -322,6 +351,7 @@ async fn run(args: &Args, key: &RsaPublicKey, target: Target, label: &str) -> Re
         let per_tick = (args.rate / 100).max(1);
         let ticks = args.rate_seconds * 100;
         let cpu_before = sum_over(pids, cpu_ns);
+        let switches_before = sum_over(pids, switches);
         let mut interval = tokio::time::interval(Duration::from_millis(10));
         let mut i = 0usize;
         let mut sent = 0u64;
@@ -335,6 +365,9 @@ async fn run(args: &Args, key: &RsaPublicKey, target: Target, label: &str) -> Re
         let got = counters.wait_received(sent, Duration::from_secs(30)).await;
         if let (Some(before), Some(after)) = (cpu_before, sum_over(pids, cpu_ns)) {
             report.cpu_per_push_at_rate_us = Some(after.saturating_sub(before) as f64 / 1000.0 / got.max(1) as f64);
+        }
+        if let (Some(before), Some(after)) = (switches_before, sum_over(pids, switches)) {
+            report.switches_per_push_at_rate = Some(after.saturating_sub(before) as f64 / got.max(1) as f64);
         }
         let lat = counters.latencies.lock().map_err(|_| "poisoned")?.clone();
         report.latency = stats::Percentiles::of(lat);
