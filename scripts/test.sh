@@ -101,6 +101,13 @@ step "proxy without the demo feature (clippy, no gateway linked)" proxy_without_
 step "protocol builds for wasm32 without getrandom" \
   cargo build -p mpush-protocol --target wasm32-unknown-unknown --lib --locked
 step "cargo test --workspace" cargo test --workspace --locked
+# mpush-protocol as the browser package builds it (no `compress`, no `server`): its own
+# inflater and deflate, and the reference vectors (tests that need ServerSession are skipped).
+browser_features() {
+  cargo clippy -p mpush-protocol --no-default-features --all-targets --locked -- -D warnings &&
+    cargo test -p mpush-protocol --no-default-features --locked
+}
+step "mpush-protocol with the browser package's features (--no-default-features)" browser_features
 
 for crate in $BROWSER_TEST_CRATES; do
   if [ -f "$crate/Cargo.toml" ]; then

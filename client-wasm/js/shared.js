@@ -31,11 +31,18 @@ const CALLS = ["bind", "unbind", "push", "fetch", "ack"];
 /** How many "biz" push ids a tab remembers as awaiting an ack. */
 const MAX_AWAITING = 1000;
 
-// The wasm class's getters (state, heartbeat, deviceId, ...): the facade serves each one, from
-// the local client or from the leader's snapshot, so a getter added in Rust is shared as well.
-const GETTERS = Object.entries(Object.getOwnPropertyDescriptors(Core.prototype))
-  .filter(([, d]) => d.get)
-  .map(([n]) => n);
+// The wasm client's readable state: one export, `__snapshot()`, instead of a wasm getter each
+// (smaller). The getters are defined on `Core` here; the facade serves each one, from the local
+// client or from the leader's snapshot. A field added to the snapshot in Rust goes here too.
+const GETTERS = ["state", "heartbeat", "lastHeartbeatAt", "lastConnectWasFast", "userId", "deviceId"];
+for (const g of GETTERS) {
+  Object.defineProperty(Core.prototype, g, {
+    get() {
+      return this.__snapshot()[g];
+    },
+    configurable: true,
+  });
+}
 
 function mpushError(code, message) {
   const e = new Error(message);
@@ -290,9 +297,7 @@ export class MPushClient {
   _fromCore(core, name, p) {
     if (core !== this._core) return; // a client we closed or handed over
     if (name === "push") {
-      const m = { content: p.content, id: p.id, ackMode: p.ackMode };
-      p.free();
-      return this._push(m);
+      return this._push(p); // a plain { content, id, ackMode }
     }
     if (!this._opts) return this._emit(name, p);
     if (name === "state") {

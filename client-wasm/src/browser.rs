@@ -7,12 +7,26 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::EventTarget;
 
+use crate::errors::{js_error, ErrorCode};
+
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(js_name = setTimeout)]
     fn set_timeout_raw(cb: &Function, ms: f64) -> JsValue;
     #[wasm_bindgen(js_name = clearTimeout)]
     fn clear_timeout_raw(handle: &JsValue);
+    // `globalThis.crypto` (windows, workers, Node >= 19); throws when it is missing.
+    #[wasm_bindgen(catch, js_namespace = crypto, js_name = getRandomValues)]
+    fn get_random_values(buf: &mut [u8]) -> Result<JsValue, JsValue>;
+    // `globalThis` (every browser since 2019, workers, Node): one import, where
+    // `js_sys::global()` brings four (globalThis, self, window, global) and a fallback.
+    #[wasm_bindgen(thread_local_v2, js_name = globalThis)]
+    static GLOBAL_THIS: JsValue;
+}
+
+/// The global object (`window` or the worker scope).
+pub fn global() -> JsValue {
+    GLOBAL_THIS.with(JsValue::clone)
 }
 
 /// The largest delay `setTimeout` honours (larger ones fire at once).
@@ -33,13 +47,21 @@ pub fn now() -> f64 {
     js_sys::Date::now()
 }
 
+/// Fills `buf` from `crypto.getRandomValues` (seeds and device ids). The direct binding
+/// rather than the `getrandom` crate: its Node.js fallbacks cost the package ~1 KB gzipped.
+pub fn random_bytes(buf: &mut [u8]) -> Result<(), JsValue> {
+    get_random_values(buf)
+        .map(drop)
+        .map_err(|_| js_error(ErrorCode::Unsupported, "crypto.getRandomValues is not available"))
+}
+
 /// Uniform in [0, 1) (`Math.random()`); only used for reconnect jitter.
 pub fn random() -> f64 {
     js_sys::Math::random()
 }
 
 fn global_get(name: &str) -> JsValue {
-    Reflect::get(&js_sys::global(), &name.into()).unwrap_or(JsValue::UNDEFINED)
+    Reflect::get(&global(), &name.into()).unwrap_or(JsValue::UNDEFINED)
 }
 
 /// `false` only when the browser says it is offline.
@@ -50,7 +72,7 @@ pub fn online() -> bool {
 
 /// The global object as an event target (`window` or the worker scope).
 pub fn global_target() -> EventTarget {
-    js_sys::global().unchecked_into()
+    global().unchecked_into()
 }
 
 /// `document`, if there is one.

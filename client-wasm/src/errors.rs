@@ -77,8 +77,8 @@ impl ErrorCode {
 /// An `Error` with `name = "MPushError"` and `code`.
 pub fn js_error(code: ErrorCode, message: &str) -> JsValue {
     let e = js_sys::Error::new(message);
-    e.set_name("MPushError");
-    // Reflect::set on a fresh Error object cannot fail.
+    // Reflect::set on a fresh Error object cannot fail (and is one import for both fields).
+    let _ = Reflect::set(&e, &"name".into(), &"MPushError".into());
     let _ = Reflect::set(&e, &"code".into(), &code.as_str().into());
     e.into()
 }
@@ -101,6 +101,12 @@ pub fn in_method(method: &str, e: JsValue) -> JsValue {
     e
 }
 
+/// `n` in decimal. Every number in a message goes through this one integer type: each width
+/// has its own formatting code in core.
+pub fn decimal(n: i64) -> String {
+    n.to_string()
+}
+
 /// Sets `serverCode` and `serverReason` (MPUSH's error code and reason text).
 fn with_server_fields(e: JsValue, server_code: u8, reason: Option<&str>) -> JsValue {
     let _ = Reflect::set(&e, &"serverCode".into(), &JsValue::from(server_code));
@@ -111,7 +117,7 @@ fn with_server_fields(e: JsValue, server_code: u8, reason: Option<&str>) -> JsVa
 /// "`prefix` `code`: `reason`".
 fn describe_server(prefix: &str, server_code: u8, reason: Option<&str>) -> String {
     let mut msg = String::from(prefix);
-    msg.push_str(&server_code.to_string());
+    msg.push_str(&decimal(server_code.into()));
     if let Some(r) = reason.filter(|r| !r.is_empty()) {
         msg.push_str(": ");
         msg.push_str(r);
@@ -177,9 +183,9 @@ pub fn client_error_message(e: &ClientError) -> String {
         ClientError::Encrypt(_) => "could not encrypt the handshake".into(),
         ClientError::PayloadTooLarge { size, max } => [
             "the body is ",
-            &(*size as u64).to_string(),
+            &decimal(*size as i64),
             " bytes compressed and encrypted; the server accepts at most ",
-            &(*max as u64).to_string(),
+            &decimal(*max as i64),
             " (maxPacketSize)",
         ]
         .concat(),

@@ -1,8 +1,6 @@
 //! Event listeners (`on`/`off`), the push object handed to "push" listeners, and small helpers
 //! to build payload objects. Listener exceptions are caught and logged, never propagated.
 
-use std::rc::Rc;
-
 use js_sys::{Function, Object, Reflect, Uint8Array};
 use mpush_protocol::AckMode;
 use wasm_bindgen::prelude::*;
@@ -102,109 +100,35 @@ pub fn ack_mode_name(m: AckMode) -> &'static str {
     }
 }
 
-/// Sends the ack of a push id; `Ok(false)` when the push no longer waits for one (acked with
-/// `client.ack(id)` already, or received before a reconnect).
-pub type Acker = Rc<dyn Fn(i32) -> Result<bool, JsValue>>;
-
-/// A push from the server, as "push" listeners receive it.
-#[wasm_bindgen(js_name = MPushMessage)]
-pub struct PushMessage {
-    content: Uint8Array,
-    id: i32,
-    ack_mode: AckMode,
-    acked: bool,
-    acker: Option<Acker>,
-}
-
-impl PushMessage {
-    /// A push object; `acker` sends the ack for biz-ack pushes.
-    pub fn new(content: &[u8], id: i32, ack_mode: AckMode, acker: Option<Acker>) -> PushMessage {
-        PushMessage { content: Uint8Array::from(content), id, ack_mode, acked: ack_mode != AckMode::Biz, acker }
-    }
-}
-
-#[wasm_bindgen(js_class = MPushMessage)]
-impl PushMessage {
-    /// The content bytes.
-    #[wasm_bindgen(getter)]
-    pub fn content(&self) -> Uint8Array {
-        self.content.clone()
-    }
-
-    /// The push id (what `client.ack(id)` takes).
-    #[wasm_bindgen(getter)]
-    pub fn id(&self) -> i32 {
-        self.id
-    }
-
-    /// "none", "auto" (already acked by the client) or "biz" (call `ack()`).
-    #[wasm_bindgen(getter = ackMode)]
-    pub fn ack_mode(&self) -> String {
-        ack_mode_name(self.ack_mode).into()
-    }
-
-    /// The content as UTF-8 text (invalid sequences become U+FFFD).
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.content.to_vec()).into_owned()
-    }
-
-    /// The content parsed as JSON; throws a `SyntaxError` if it is not JSON.
-    pub fn json(&self) -> Result<JsValue, JsValue> {
-        js_sys::JSON::parse(&self.text())
-    }
-
-    /// Acknowledges a "biz" push. Returns `true` when an ack was sent, `false` when none is
-    /// needed (modes "none" and "auto", or already acked). Throws `NOT_CONNECTED` if the
-    /// connection is gone.
-    pub fn ack(&mut self) -> Result<bool, JsValue> {
-        if self.acked {
-            return Ok(false);
-        }
-        let acker = self.acker.as_ref().ok_or_else(|| js_error(ErrorCode::NotConnected, "ack: client is gone"))?;
-        let sent = acker(self.id)?;
-        self.acked = true;
-        Ok(sent)
-    }
+/// A push from the server as the wasm client hands it to "push" listeners and the push tap: a
+/// plain `{ content, id, ackMode }` (content a `Uint8Array`, ackMode "none", "auto" or "biz").
+/// The package's `MPushMessage` (client-wasm/js/shared.js) wraps it with `text()`, `json()`
+/// and `ack()` (which acks through `client.ack(id)`), so no wasm class is needed for it.
+pub fn push_payload(content: &[u8], id: i32, ack_mode: AckMode) -> JsValue {
+    object(&[
+        ("content", Uint8Array::from(content).into()),
+        ("id", id.into()),
+        ("ackMode", ack_mode_name(ack_mode).into()),
+    ])
 }
 
 #[cfg(all(test, target_arch = "wasm32"))]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
     use wasm_bindgen::JsCast;
     use wasm_bindgen_test::wasm_bindgen_test;
 
     #[wasm_bindgen_test]
-    fn push_text_and_json() {
-        let m = PushMessage::new(br#"{"a":[1,"x"]}"#, 7, AckMode::None, None);
-        assert_eq!(m.text(), r#"{"a":[1,"x"]}"#);
-        let v = m.json().unwrap();
-        let a = Reflect::get(&v, &"a".into()).unwrap().dyn_into::<js_sys::Array>().unwrap();
-        assert_eq!(a.get(1).as_string().as_deref(), Some("x"));
-        assert_eq!(m.content().to_vec(), br#"{"a":[1,"x"]}"#.to_vec());
-        assert_eq!((m.id(), m.ack_mode()), (7, "none".to_string()));
-
-        let bad = PushMessage::new(&[0xff, b'h', b'i'], 1, AckMode::None, None);
-        assert_eq!(bad.text(), "\u{fffd}hi");
-        assert!(bad.json().unwrap_err().is_instance_of::<js_sys::SyntaxError>());
-    }
-
-    #[wasm_bindgen_test]
-    fn biz_push_acks_once_and_others_never() {
-        let sent = Rc::new(RefCell::new(Vec::new()));
-        let s = sent.clone();
-        let acker: Acker = Rc::new(move |id| {
-            s.borrow_mut().push(id);
-            Ok(true)
-        });
-        let mut biz = PushMessage::new(b"x", 9, AckMode::Biz, Some(acker.clone()));
-        assert_eq!(biz.ack_mode(), "biz");
-        assert!(biz.ack().unwrap());
-        assert!(!biz.ack().unwrap());
-        let mut auto = PushMessage::new(b"x", 10, AckMode::Auto, Some(acker));
-        assert!(!auto.ack().unwrap());
-        assert_eq!(*sent.borrow(), vec![9]);
+    fn push_carries_content_id_and_ack_mode() {
+        let m = push_payload(br#"{"a":[1,"x"]}"#, 7, AckMode::None);
+        let content: Uint8Array = Reflect::get(&m, &"content".into()).unwrap().unchecked_into();
+        assert_eq!(content.to_vec(), br#"{"a":[1,"x"]}"#.to_vec());
+        assert_eq!(Reflect::get(&m, &"id".into()).unwrap().as_f64(), Some(7.0));
+        for (mode, name) in [(AckMode::None, "none"), (AckMode::Auto, "auto"), (AckMode::Biz, "biz")] {
+            let m = push_payload(b"x", 9, mode);
+            assert_eq!(Reflect::get(&m, &"ackMode".into()).unwrap().as_string().as_deref(), Some(name));
+        }
     }
 
     #[wasm_bindgen_test]

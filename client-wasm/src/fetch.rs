@@ -6,7 +6,7 @@ use mpush_protocol::client::READ_TIMEOUT_HEADER;
 use mpush_protocol::{HttpMethod, HttpRequest, HttpResponse};
 use wasm_bindgen::{JsCast, JsValue};
 
-use crate::errors::{js_error, ErrorCode};
+use crate::errors::{decimal, js_error, ErrorCode};
 
 fn field(obj: &JsValue, name: &str) -> JsValue {
     if obj.is_object() {
@@ -41,10 +41,12 @@ fn request_headers(v: &JsValue) -> Result<Vec<(String, String)>, JsValue> {
         return Ok(Vec::new());
     }
     let h = web_sys::Headers::new_with_str_sequence_sequence(v).map_err(|_| invalid("fetch: invalid headers"))?;
+    // `Array.from` iterates the `Headers` in JS: one import instead of the iterator protocol's
+    // five (Symbol.iterator, next, done, value).
+    let entries = js_sys::Array::from(&h);
     let mut out = Vec::new();
-    let entries = js_sys::try_iter(&h).ok().flatten().ok_or_else(|| invalid("fetch: invalid headers"))?;
-    for pair in entries {
-        let pair: js_sys::Array = pair?.unchecked_into();
+    for pair in entries.iter() {
+        let pair: js_sys::Array = pair.unchecked_into();
         if let (Some(k), Some(v)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
             out.push((k, v));
         }
@@ -138,7 +140,7 @@ fn null_body_status(status: u16) -> bool {
 /// object itself).
 pub fn build_response(r: &HttpResponse, url: Option<&str>) -> Result<web_sys::Response, JsValue> {
     let status = u16::try_from(r.status_code).ok().filter(|s| (200..=599).contains(s)).ok_or_else(|| {
-        js_error(ErrorCode::ProtocolError, &["fetch: unusable HTTP status ", &r.status_code.to_string()].concat())
+        js_error(ErrorCode::ProtocolError, &["fetch: unusable HTTP status ", &decimal(r.status_code.into())].concat())
     })?;
     let headers = web_sys::Headers::new()?;
     for (k, v) in &r.headers {
@@ -146,11 +148,13 @@ pub fn build_response(r: &HttpResponse, url: Option<&str>) -> Result<web_sys::Re
     }
     let body = (!null_body_status(status)).then(|| Uint8Array::from(r.body.as_slice()));
     let make = |reason: &str| {
-        let init = web_sys::ResponseInit::new();
-        init.set_status(status);
-        init.set_status_text(reason);
-        init.set_headers(&headers);
-        web_sys::Response::new_with_opt_js_u8_array_and_init(body.as_ref(), &init)
+        // A plain init object: `ResponseInit`'s setters would be three more imports.
+        let init = crate::events::object(&[
+            ("status", status.into()),
+            ("statusText", reason.into()),
+            ("headers", headers.clone().into()),
+        ]);
+        web_sys::Response::new_with_opt_js_u8_array_and_init(body.as_ref(), init.unchecked_ref())
     };
     let resp = make(r.reason_phrase.as_deref().unwrap_or("")).or_else(|_| make(""))?;
     if let Some(url) = url {

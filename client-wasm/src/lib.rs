@@ -43,7 +43,6 @@ use crate::events::Listeners;
 use crate::options::Options;
 
 pub use crate::errors::ErrorCode;
-pub use crate::events::PushMessage;
 
 /// A push client. See the package README for the options and events.
 #[wasm_bindgen(js_name = MPushClient)]
@@ -75,6 +74,40 @@ impl MPushClient {
                 Err(js_error(ErrorCode::InvalidArgument, &[method, ": ", name, what].concat()))
             }
         }
+    }
+
+    // The getters below are the Rust side of what the facade reads from `__snapshot()`.
+
+    /// "connecting", "handshaking", "ready", "reconnecting", "offline" or "closed".
+    pub fn state(&self) -> String {
+        self.read(|d| d.state().as_str().into())
+    }
+
+    /// The negotiated heartbeat in ms (`undefined` before the first connect).
+    pub fn heartbeat(&self) -> Option<i32> {
+        self.read(Driver::heartbeat)
+    }
+
+    /// When the client last sent a heartbeat, as `Date.now()` ms (`undefined` before the
+    /// first one).
+    pub fn last_heartbeat_at(&self) -> Option<f64> {
+        self.read(Driver::last_heartbeat_at)
+    }
+
+    /// Whether the last established session was resumed with fast connect.
+    pub fn last_connect_was_fast(&self) -> bool {
+        self.read(Driver::last_connect_was_fast)
+    }
+
+    /// The user the server confirmed bound on the current connection (`undefined` when none:
+    /// before the bind's answer, after `unbind()`, a kick, or while disconnected).
+    pub fn user_id(&self) -> Option<String> {
+        self.read(|d| d.bound_user().map(str::to_owned))
+    }
+
+    /// The device id sent to the server.
+    pub fn device_id(&self) -> String {
+        self.read(|d| d.device_id().to_owned())
     }
 
     /// Test hook (not exported to JS): sends a text frame, which `mpush-proxy` answers by
@@ -183,41 +216,22 @@ impl MPushClient {
         }
     }
 
-    /// "connecting", "handshaking", "ready", "reconnecting", "offline" or "closed".
-    #[wasm_bindgen(getter)]
-    pub fn state(&self) -> String {
-        self.read(|d| d.state().as_str().into())
-    }
-
-    /// The negotiated heartbeat in ms (`undefined` before the first connect).
-    #[wasm_bindgen(getter)]
-    pub fn heartbeat(&self) -> Option<i32> {
-        self.read(Driver::heartbeat)
-    }
-
-    /// When the client last sent a heartbeat, as `Date.now()` ms (`undefined` before the
-    /// first one).
-    #[wasm_bindgen(getter = lastHeartbeatAt)]
-    pub fn last_heartbeat_at(&self) -> Option<f64> {
-        self.read(Driver::last_heartbeat_at)
-    }
-
-    /// Whether the last established session was resumed with fast connect.
-    #[wasm_bindgen(getter = lastConnectWasFast)]
-    pub fn last_connect_was_fast(&self) -> bool {
-        self.read(Driver::last_connect_was_fast)
-    }
-
-    /// The user the server confirmed bound on the current connection (`undefined` when none:
-    /// before the bind's answer, after `unbind()`, a kick, or while disconnected).
-    #[wasm_bindgen(getter = userId)]
-    pub fn user_id(&self) -> Option<String> {
-        self.read(|d| d.bound_user().map(str::to_owned))
-    }
-
-    /// The device id sent to the server.
-    #[wasm_bindgen(getter = deviceId)]
-    pub fn device_id(&self) -> String {
-        self.read(|d| d.device_id().to_owned())
+    /// Not public API, for the tab-sharing facade (client-wasm/js/shared.js), which defines the
+    /// getters `state`, `heartbeat`, `lastHeartbeatAt`, `lastConnectWasFast`, `userId` and
+    /// `deviceId` from it: all of them in one object, one export instead of six getter shims.
+    #[doc(hidden)]
+    #[wasm_bindgen(js_name = __snapshot)]
+    pub fn snapshot(&self) -> JsValue {
+        let opt = |v: Option<JsValue>| v.unwrap_or(JsValue::UNDEFINED);
+        self.read(|d| {
+            events::object(&[
+                ("state", d.state().as_str().into()),
+                ("heartbeat", opt(d.heartbeat().map(JsValue::from))),
+                ("lastHeartbeatAt", opt(d.last_heartbeat_at().map(JsValue::from))),
+                ("lastConnectWasFast", d.last_connect_was_fast().into()),
+                ("userId", opt(d.bound_user().map(JsValue::from))),
+                ("deviceId", d.device_id().into()),
+            ])
+        })
     }
 }

@@ -73,18 +73,17 @@ fn opt_string(obj: &JsValue, name: &str) -> Result<Option<String>, JsValue> {
     v.as_string().map(Some).ok_or_else(|| invalid(name, "must be a string"))
 }
 
-fn opt_ms(obj: &JsValue, name: &str, min: f64, max: f64) -> Result<Option<f64>, JsValue> {
+/// Milliseconds from `min` (2000 for the heartbeat bounds, else 1) to [`MAX_TIMEOUT`].
+fn opt_ms(obj: &JsValue, name: &str, min: f64) -> Result<Option<f64>, JsValue> {
     let v = field(obj, name);
     if v.is_undefined() || v.is_null() {
         return Ok(None);
     }
     match v.as_f64() {
-        Some(n) if n.is_finite() && n >= min && n <= max => Ok(Some(n.floor())),
-        _ => Err(invalid(
-            name,
-            &["must be a number of milliseconds in ", &(min as u64).to_string(), "..", &(max as u64).to_string()]
-                .concat(),
-        )),
+        Some(n) if n.is_finite() && n >= min && n <= MAX_TIMEOUT => Ok(Some(n.floor())),
+        // Fixed texts: no number formatting here.
+        _ if min == 2000.0 => Err(invalid(name, "must be a number of milliseconds in 2000..2147483647")),
+        _ => Err(invalid(name, "must be a number of milliseconds in 1..2147483647")),
     }
 }
 
@@ -160,28 +159,52 @@ impl Options {
         let key = opt_string(obj, "publicKey")?.ok_or_else(|| invalid("publicKey", "is required"))?;
         let public_key = RsaPublicKey::from_base64(key.trim())
             .map_err(|_| invalid("publicKey", "is not a base64 X.509 RSA public key"))?;
-        let device_id = opt_string(obj, "deviceId")?;
-        if let Some(id) = &device_id {
+        // Filled in field by field, so an invalid option drops one struct, not every string
+        // read so far (that cleanup code was a large part of the constructor's wasm).
+        let mut o = Options {
+            url,
+            public_key,
+            device_id: None,
+            os_name: String::new(),
+            os_version: String::new(),
+            client_version: String::new(),
+            user_id: None,
+            tags: None,
+            alias: None,
+            min_heartbeat: DEFAULT_HEARTBEAT,
+            max_heartbeat: DEFAULT_HEARTBEAT,
+            storage: Storage::memory(),
+            storage_key: String::new(),
+            reconnect: None,
+            max_attempts: None,
+            request_timeout: 0,
+            connect_timeout: 0,
+            max_packet_size: 0,
+        };
+        o.device_id = opt_string(obj, "deviceId")?;
+        if let Some(id) = &o.device_id {
             if id.is_empty() || id.contains(',') {
                 return Err(invalid("deviceId", "must be non-empty and contain no comma"));
             }
         }
-        let user_id = non_empty(opt_string(obj, "userId")?);
-        let tags = non_empty(opt_string(obj, "tags")?);
-        let alias = non_empty(opt_string(obj, "alias")?);
+        o.user_id = non_empty(opt_string(obj, "userId")?);
+        o.tags = non_empty(opt_string(obj, "tags")?);
+        o.alias = non_empty(opt_string(obj, "alias")?);
         let bind_token = non_empty(opt_string(obj, "bindToken")?);
-        if user_id.is_none() && (tags.is_some() || alias.is_some() || bind_token.is_some()) {
+        if o.user_id.is_none() && (o.tags.is_some() || o.alias.is_some() || bind_token.is_some()) {
             return Err(invalid("tags", "alias and bindToken need userId"));
         }
         // Both travel in the bind's one `data` field.
-        if alias.is_some() && bind_token.is_some() {
+        if o.alias.is_some() && bind_token.is_some() {
             return Err(invalid("bindToken", "and alias cannot both be given (both are the bind's data)"));
         }
-        let alias = alias.or(bind_token);
+        if bind_token.is_some() {
+            o.alias = bind_token;
+        }
 
-        let min_hb = opt_ms(obj, "minHeartbeat", 2000.0, MAX_TIMEOUT)?;
-        let max_hb = opt_ms(obj, "maxHeartbeat", 2000.0, MAX_TIMEOUT)?;
-        let (min_heartbeat, max_heartbeat) = match (min_hb, max_hb) {
+        let min_hb = opt_ms(obj, "minHeartbeat", 2000.0)?;
+        let max_hb = opt_ms(obj, "maxHeartbeat", 2000.0)?;
+        (o.min_heartbeat, o.max_heartbeat) = match (min_hb, max_hb) {
             (Some(a), Some(b)) if a > b => return Err(invalid("minHeartbeat", "must not exceed maxHeartbeat")),
             (Some(a), Some(b)) => (a as i32, b as i32),
             (Some(a), None) => (a as i32, (a as i32).max(DEFAULT_HEARTBEAT)),
@@ -189,46 +212,32 @@ impl Options {
             (None, None) => (DEFAULT_HEARTBEAT, DEFAULT_HEARTBEAT),
         };
 
-        let mut max_attempts = None;
-        let reconnect = {
-            let v = field(obj, "reconnect");
-            if v.is_undefined() || v.is_null() || v.as_bool() == Some(true) {
-                Some((500.0, 20_000.0))
-            } else if v.as_bool() == Some(false) {
-                None
-            } else if v.is_object() {
-                let min = opt_ms(&v, "minDelay", 1.0, MAX_TIMEOUT)?.unwrap_or(500.0);
-                let max = opt_ms(&v, "maxDelay", 1.0, MAX_TIMEOUT)?.unwrap_or(min.max(20_000.0));
-                if max < min {
-                    return Err(invalid("reconnect.maxDelay", "must not be below reconnect.minDelay"));
-                }
-                max_attempts = opt_count(&v, "maxAttempts")?;
-                Some((min, max))
-            } else {
-                return Err(invalid("reconnect", "must be true, false or { minDelay, maxDelay, maxAttempts }"));
+        let v = field(obj, "reconnect");
+        if v.is_undefined() || v.is_null() || v.as_bool() == Some(true) {
+            o.reconnect = Some((500.0, 20_000.0));
+        } else if v.as_bool() == Some(false) {
+            o.reconnect = None;
+        } else if v.is_object() {
+            let min = opt_ms(&v, "minDelay", 1.0)?.unwrap_or(500.0);
+            let max = opt_ms(&v, "maxDelay", 1.0)?.unwrap_or(min.max(20_000.0));
+            if max < min {
+                return Err(invalid("reconnect.maxDelay", "must not be below reconnect.minDelay"));
             }
-        };
+            o.max_attempts = opt_count(&v, "maxAttempts")?;
+            o.reconnect = Some((min, max));
+        } else {
+            return Err(invalid("reconnect", "must be true, false or { minDelay, maxDelay, maxAttempts }"));
+        }
 
-        Ok(Options {
-            url,
-            public_key,
-            device_id,
-            os_name: non_empty(opt_string(obj, "osName")?).unwrap_or_else(|| "web".into()),
-            os_version: opt_string(obj, "osVersion")?.unwrap_or_default(),
-            client_version: opt_string(obj, "clientVersion")?.unwrap_or_default(),
-            user_id,
-            tags,
-            alias,
-            min_heartbeat,
-            max_heartbeat,
-            storage: Storage::from_option(&field(obj, "storage"))?,
-            storage_key: opt_string(obj, "storageKey")?.unwrap_or_else(|| DEFAULT_STORAGE_KEY.into()),
-            reconnect,
-            max_attempts,
-            request_timeout: opt_ms(obj, "requestTimeout", 1.0, MAX_TIMEOUT)?.unwrap_or(10_000.0) as u64,
-            connect_timeout: opt_ms(obj, "connectTimeout", 1.0, MAX_TIMEOUT)?.unwrap_or(10_000.0) as u64,
-            max_packet_size: max_packet_size(obj)?,
-        })
+        o.os_name = non_empty(opt_string(obj, "osName")?).unwrap_or_else(|| "web".into());
+        o.os_version = opt_string(obj, "osVersion")?.unwrap_or_default();
+        o.client_version = opt_string(obj, "clientVersion")?.unwrap_or_default();
+        o.storage = Storage::from_option(&field(obj, "storage"))?;
+        o.storage_key = opt_string(obj, "storageKey")?.unwrap_or_else(|| DEFAULT_STORAGE_KEY.into());
+        o.request_timeout = opt_ms(obj, "requestTimeout", 1.0)?.unwrap_or(10_000.0) as u64;
+        o.connect_timeout = opt_ms(obj, "connectTimeout", 1.0)?.unwrap_or(10_000.0) as u64;
+        o.max_packet_size = max_packet_size(obj)?;
+        Ok(o)
     }
 }
 

@@ -38,7 +38,7 @@ pub enum Storage {
 
 fn web_storage(name: &str) -> Option<web_sys::Storage> {
     // Reading `localStorage` throws a SecurityError in some sandboxed or privacy contexts.
-    let v = Reflect::get(&js_sys::global(), &name.into()).ok()?;
+    let v = Reflect::get(&crate::browser::global(), &name.into()).ok()?;
     v.dyn_into::<web_sys::Storage>().ok()
 }
 
@@ -134,8 +134,7 @@ impl Storage {
 /// A fresh random device id: 32 hex digits from `crypto.getRandomValues`.
 pub fn random_device_id() -> Result<String, JsValue> {
     let mut b = [0u8; 16];
-    getrandom::getrandom(&mut b)
-        .map_err(|_| js_error(ErrorCode::Unsupported, "crypto.getRandomValues is not available"))?;
+    crate::browser::random_bytes(&mut b)?;
     const HEX: &[u8; 16] = b"0123456789abcdef";
     Ok(b.iter().flat_map(|x| [HEX[(x >> 4) as usize] as char, HEX[(x & 15) as usize] as char]).collect())
 }

@@ -98,7 +98,16 @@ pub struct ClientConfig {
 /// Keeps commas out: MPUSH stores the session as a comma-separated string and a comma in
 /// these fields makes every later fast connect fail.
 fn strip_commas(s: &str) -> String {
-    s.replace(',', " ").split_whitespace().collect::<Vec<_>>().join(" ")
+    // Words between commas and whitespace, joined by single spaces (one pass: smaller in wasm
+    // than replace + split_whitespace + join).
+    let mut out = String::with_capacity(s.len());
+    for word in s.split(|c: char| c == ',' || c.is_whitespace()).filter(|w| !w.is_empty()) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
 }
 
 impl ClientConfig {
@@ -1105,6 +1114,14 @@ mod tests {
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn strip_commas_joins_the_words_between_commas_and_whitespace() {
+        let old = |s: &str| s.replace(',', " ").split_whitespace().collect::<Vec<_>>().join(" ");
+        for s in ["", "web", " a,b ,, c\t\n d ", ",,,", "Chrome 120,Windows", "a\u{a0}b\u{3000}c,", "é , ü"] {
+            assert_eq!(strip_commas(s), old(s), "{s:?}");
+        }
     }
 
     #[test]

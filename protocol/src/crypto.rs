@@ -52,10 +52,41 @@ fn b64(s: &str) -> Result<Vec<u8>, CryptoError> {
     base64::engine::general_purpose::STANDARD.decode(clean).map_err(|e| CryptoError::InvalidKey(format!("base64: {e}")))
 }
 
-/// [`b64`] without the error's text.
+/// [`b64`] without the error's text: standard base64 as the `base64` crate's `STANDARD`
+/// engine decodes it (padded to a multiple of 4 characters, canonical padding, zero trailing
+/// bits), whitespace skipped. A loop of its own: the crate's decoder is ~2 KB of the browser
+/// package, which parses one key with it.
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let clean: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(clean).ok()
+    let mut out = Vec::with_capacity(s.len() / 4 * 3);
+    let (mut acc, mut bits, mut chars, mut pad) = (0u32, 0u32, 0usize, 0usize);
+    for c in s.chars().filter(|c| !c.is_whitespace()) {
+        chars += 1;
+        let v = match c {
+            'A'..='Z' => c as u32 - 'A' as u32,
+            'a'..='z' => c as u32 - 'a' as u32 + 26,
+            '0'..='9' => c as u32 - '0' as u32 + 52,
+            '+' => 62,
+            '/' => 63,
+            '=' => {
+                pad += 1;
+                continue;
+            }
+            _ => return None,
+        };
+        if pad > 0 {
+            return None;
+        }
+        acc = acc << 6 | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    // With a multiple of 4 characters and at most 2 '=', the padding matches the data; the
+    // bits left over must be zero.
+    (chars % 4 == 0 && pad <= 2 && acc == 0).then_some(out)
 }
 
 /// The value of the DER element of tag `tag` at the start of `input`, which moves past it.
@@ -349,20 +380,33 @@ pub fn mix_key(client_key: &[u8; 16], server_key: &[u8; 16]) -> [u8; 16] {
 
 /// zlib-compresses `data` (RFC 1950, default level 6, like `java.util.zip.Deflater`).
 ///
-/// Only with the `compress` feature (on by default); without it nothing is compressed on the
-/// way out (see [`crate::body::seal`]), while inbound bodies are still inflated.
+/// Only with the `compress` feature (on by default); without it [`crate::body::seal`]
+/// compresses with the crate's small fixed-Huffman deflate ([`crate::deflate`]) instead.
 #[cfg(feature = "compress")]
 pub fn compress(data: &[u8]) -> Vec<u8> {
     miniz_oxide::deflate::compress_to_vec_zlib(data, 6)
 }
 
 /// Inflates a zlib stream, failing once the output would exceed `max` bytes.
+///
+/// With the `compress` feature miniz_oxide's inflater; without it (the browser package) the
+/// crate's own small one (`inflate.rs`), which reads the same streams.
 pub fn decompress(data: &[u8], max: usize) -> Result<Vec<u8>, CryptoError> {
-    use miniz_oxide::inflate::{decompress_to_vec_zlib_with_limit, TINFLStatus};
-    decompress_to_vec_zlib_with_limit(data, max).map_err(|e| match e.status {
-        TINFLStatus::HasMoreOutput => CryptoError::InflateTooLarge { max },
-        _ => CryptoError::Inflate,
-    })
+    #[cfg(feature = "compress")]
+    {
+        use miniz_oxide::inflate::{decompress_to_vec_zlib_with_limit, TINFLStatus};
+        decompress_to_vec_zlib_with_limit(data, max).map_err(|e| match e.status {
+            TINFLStatus::HasMoreOutput => CryptoError::InflateTooLarge { max },
+            _ => CryptoError::Inflate,
+        })
+    }
+    #[cfg(not(feature = "compress"))]
+    {
+        crate::inflate::zlib(data, max).map_err(|e| match e {
+            crate::inflate::InflateError::TooLarge => CryptoError::InflateTooLarge { max },
+            crate::inflate::InflateError::Invalid => CryptoError::Inflate,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -393,6 +437,29 @@ mod tests {
     }
 
     /// The `rsa` crate's verdict on a DER SubjectPublicKeyInfo, as components.
+    #[cfg(feature = "server")]
+    #[test]
+    fn base64_decoder_matches_the_base64_crate() {
+        let crate_decode = |s: &str| {
+            let clean: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+            base64::engine::general_purpose::STANDARD.decode(clean).ok()
+        };
+        // Every string of up to 5 characters over an alphabet with each kind of character
+        // (letters, digits, '+', '/', padding, whitespace, invalid bytes, non-ASCII).
+        let alphabet = ['A', 'Q', 'g', 'z', '0', '+', '/', '=', ' ', '\n', '-', '\u{a0}', 'é'];
+        let mut strings = vec![String::new()];
+        for _ in 0..5 {
+            strings = strings.iter().flat_map(|s| alphabet.map(|c| format!("{s}{c}"))).collect();
+            for s in &strings {
+                assert_eq!(base64_decode(s), crate_decode(s), "{s:?}");
+            }
+        }
+        let key = to_b64(&[0x30, 0x81, 0x9f, 0xff, 0x00, 0x7f, 0x80, 0xfe]);
+        for s in ["TWFu", "TWE=", "TQ==", "TQ=A", "TWE==", "TWFuTQ==", "TW\tFu\r\nTQ==", "TR==", "TWF=", &key] {
+            assert_eq!(base64_decode(s), crate_decode(s), "{s:?}");
+        }
+    }
+
     #[cfg(feature = "server")]
     fn rsa_crate_parts(der: &[u8]) -> Option<(Vec<u8>, u64)> {
         use rsa::pkcs8::DecodePublicKey;

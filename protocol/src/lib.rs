@@ -24,6 +24,9 @@ pub mod frame;
 #[cfg(feature = "host")]
 pub mod host;
 pub mod message;
+// Used without the `compress` feature; its tests compare it with miniz_oxide either way.
+#[cfg_attr(feature = "compress", allow(dead_code))]
+mod inflate;
 mod pkcs1;
 mod rng;
 

@@ -67,13 +67,27 @@ impl ClientType {
     }
 }
 
+// Plain loops rather than collect + join: the browser package carries neither then. The
+// bytes are formatted as i64, the type the expiry time already brings the code for.
 fn bytes_to_signed_list(b: &[u8; 16]) -> String {
-    b.iter().map(|x| (*x as i8).to_string()).collect::<Vec<_>>().join("|")
+    let mut s = String::with_capacity(16 * 4);
+    for (i, x) in b.iter().enumerate() {
+        if i > 0 {
+            s.push('|');
+        }
+        s.push_str(&i64::from(*x as i8).to_string());
+    }
+    s
 }
 
+/// Exactly 16 signed decimal bytes separated by '|' (each may have whitespace around it).
 fn signed_list_to_bytes(s: &str) -> Option<[u8; 16]> {
-    let v: Vec<u8> = s.split('|').map(|x| x.trim().parse::<i8>().map(|b| b as u8)).collect::<Result<_, _>>().ok()?;
-    v.try_into().ok()
+    let mut out = [0u8; 16];
+    let mut parts = s.split('|');
+    for b in &mut out {
+        *b = parts.next()?.trim().parse::<i8>().ok()? as u8;
+    }
+    parts.next().is_none().then_some(out)
 }
 
 /// A stored-session string could not be parsed.
@@ -325,6 +339,36 @@ mod tests {
         assert!(text.starts_with("web,Chrome 156,1.0,d,-128|-128|"));
         assert_eq!(ResumableSession::parse_mpush(&text, 5).unwrap(), s);
         assert!(ResumableSession::parse_mpush("a,b,c", 0).is_err());
+    }
+
+    #[test]
+    fn signed_lists_read_and_write_as_before() {
+        let old_write = |b: &[u8; 16]| b.iter().map(|x| (*x as i8).to_string()).collect::<Vec<_>>().join("|");
+        let old_read = |s: &str| -> Option<[u8; 16]> {
+            let v: Vec<u8> =
+                s.split('|').map(|x| x.trim().parse::<i8>().map(|b| b as u8)).collect::<Result<_, _>>().ok()?;
+            v.try_into().ok()
+        };
+        for b in [[0u8; 16], [0x80; 16], [0x7f; 16], core::array::from_fn(|i| (i * 17) as u8)] {
+            assert_eq!(bytes_to_signed_list(&b), old_write(&b));
+            assert_eq!(signed_list_to_bytes(&old_write(&b)), Some(b));
+        }
+        let sixteen = |x: &str| [x; 16].join("|");
+        for s in [
+            String::new(),
+            "1|2|3".into(),
+            sixteen("1"),
+            sixteen(" -128 "),
+            sixteen("128"),
+            sixteen("+5"),
+            [sixteen("1"), "|".into()].concat(),
+            [sixteen("1"), "|x".into()].concat(),
+            [sixteen("1"), "|1".into()].concat(),
+            sixteen("1").replacen('1', "", 1),
+            sixteen("x"),
+        ] {
+            assert_eq!(signed_list_to_bytes(&s), old_read(&s), "{s:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 // Browser benchmark of the npm package as a user loads it (scripts/bench-browser.sh): headless
-// Chromium (playwright-core, /usr/bin/chromium) opens a page that imports the packed package
+// Chromium (/usr/bin/chromium) opens a page that imports the packed package
 // through an import map and talks to a stand-in MPUSH server in this process over WebSocket on
 // 127.0.0.1. It prints:
 //
@@ -11,25 +11,35 @@
 //   * pushes/s: AES-encrypted push packets (one WebSocket message each, as mpush-proxy sends
 //     them) decoded, decrypted and delivered to a "push" listener that reads the content, twice:
 //     from this server over a real loopback WebSocket (Chromium's network stack included), and
-//     from a stand-in socket inside the page (the client's own path only);
+//     from a stand-in socket inside the page (the client's own path only); beside them the
+//     same packets through a bare WebSocket with an empty listener (Chromium's own delivery
+//     rate: the ceiling of the first figure) and this server's CPU time during the floods;
 //   * the package's gzipped size (gzip -9 of each .js and the .wasm the tarball holds, the
 //     figure scripts/build-wasm.sh checks; target 55 KB).
 //
+// The figures come from a Chromium this script starts itself with no debugger attached, as a
+// user's browser runs: the page runs every measurement and posts the results back. Driven
+// through playwright-core instead, Chromium reports every WebSocket frame to the DevTools
+// client (playwright keeps the Network domain on), which halved the measured push rate and
+// the bare WebSocket's alike. PROFILE=1 does drive it through playwright-core, to take a CPU
+// profile (CDP Profiler) of the WebSocket floods; those rates are then lower.
+//
 // Usage: node tests/bench-browser/bench.mjs PACKAGE_DIR   (the extracted `npm pack` tarball)
 // Environment: HANDSHAKES (default 50), PUSHES (default 100000), PUSH_BYTES (content, 64),
-// PROFILE=1 (also prints the functions with the most self time during the WebSocket floods).
+// PROFILE=1 (prints the functions with the most self time during the WebSocket floods).
 import http from "node:http";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import crypto from "node:crypto";
 import zlib from "node:zlib";
 import path from "node:path";
-import { readFile, readdir } from "node:fs/promises";
-import { chromium } from "playwright-core";
+import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
+import os from "node:os";
 
 const PKG_DIR = path.resolve(process.argv[2] ?? "");
 const HANDSHAKES = Number(process.env.HANDSHAKES ?? 50);
 const PUSHES = Number(process.env.PUSHES ?? 100000);
 const PUSH_BYTES = Number(process.env.PUSH_BYTES ?? 64);
+const RUNS = 3; // measured floods of each kind
 const CMD = { HANDSHAKE: 2, PUSH: 15 };
 const F = { CRYPTO: 1, COMPRESS: 2 };
 
@@ -111,6 +121,7 @@ function wsFrame(payload) {
 }
 
 const sessions = new Map(); // deviceId -> { socket, key, iv }
+let bareSocket = null; // the page's bare WebSocket (no client, no handshake)
 
 function onConnection(socket) {
   let buf = Buffer.alloc(0);
@@ -158,9 +169,13 @@ function onPacket(socket, data) {
 
 // PUSHES push packets (JSON content of PUSH_BYTES bytes, each different), encrypted with the
 // session key and written in one go: the page times their delivery.
+// The server's CPU time during floods (µs, user + system), from the flood's start to the
+// page's report that the last push arrived: it shows the sender is not the limit.
+let floodCpu = null;
 function flood(deviceId, count) {
-  const s = sessions.get(deviceId);
-  if (!s) return false;
+  const s = deviceId === "bare" ? { socket: bareSocket, key: Buffer.alloc(16, 7), iv: Buffer.alloc(16, 9) } : sessions.get(deviceId);
+  if (!s?.socket) return false;
+  floodCpu = process.cpuUsage();
   const frames = [];
   for (let i = 0; i < count; i++) {
     const head = `{"n":${i},"title":"bench","body":"`;
@@ -223,12 +238,39 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>mpush-client-wasm benc
     const r = await fetch("/flood?device=flood&n=" + n);
     if (!r.ok) throw new Error("flood refused");
     await all;
+    const cpu = await (await fetch("/flood-cpu")).json();
     c.close();
-    return { count, bytes, first: first - t0, ms: last - first };
+    return { count, bytes, first: first - t0, ms: last - first, cpu };
+  };
+  // The same packets through a bare WebSocket whose listener only counts them: Chromium's own
+  // message delivery, the ceiling of the figure above.
+  window.bare = async (n) => {
+    const ws = new Native(location.origin.replace("http", "ws") + "/bare", "mpush");
+    ws.binaryType = "arraybuffer";
+    await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
+    let count = 0, first = 0, last = 0;
+    const all = new Promise((resolve) => ws.onmessage = (e) => {
+      if (count === 0) first = performance.now();
+      e.data.byteLength;
+      if (++count === n) { last = performance.now(); resolve(); }
+    });
+    const r = await fetch("/flood?device=bare&n=" + n);
+    if (!r.ok) throw new Error("flood refused");
+    await all;
+    const cpu = await (await fetch("/flood-cpu")).json();
+    ws.close();
+    return { count, ms: last - first, cpu };
   };
   // The same push path without Chromium's network stack: a stand-in WebSocket in the page whose
   // "server" answers the handshake (RSA in BigInt, AES in WebCrypto) and then dispatches
-  // pre-encrypted push packets as message events, 500 per task, as a socket delivers them.
+  // pre-encrypted push packets as message events, 500 per task. Between tasks it yields through
+  // a MessageChannel: a chain of setTimeout(0) is clamped to 4 ms after five levels, which left
+  // the page idle 40% of this measurement.
+  const yieldTask = () => new Promise((resolve) => {
+    const ch = new MessageChannel();
+    ch.port1.onmessage = () => resolve(ch.port1.close());
+    ch.port2.postMessage(0);
+  });
   const hex = (b) => BigInt("0x" + ([...b].map((x) => x.toString(16).padStart(2, "0")).join("") || "0"));
   const modPow = (b, e, m) => { let r = 1n; b %= m; while (e > 0n) { if (e & 1n) r = r * b % m; b = b * b % m; e >>= 1n; } return r; };
   const aesKey = (raw) => crypto.subtle.importKey("raw", raw, "AES-CBC", false, ["encrypt"]);
@@ -294,13 +336,33 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>mpush-client-wasm benc
     }));
     for (let i = 0; i < n; i += 500) {
       for (const p of packets.slice(i, i + 500)) fake.socket.deliver(p);
-      await new Promise((r) => setTimeout(r));
+      await yieldTask();
     }
     await all;
     c.close();
     return { count, ms: last - first };
   };
   window.benchReady = true;
+  // Without a debugger attached (see the top of bench.mjs): run everything, post the results.
+  if (location.search === "?run") {
+    const post = (path, v) => fetch(path, { method: "POST", body: JSON.stringify(v) });
+    try {
+      const { handshakes, pushes, n, size } = window.PLAN;
+      const out = { isolated: crossOriginIsolated, ws: [], bare: [], inPage: [] };
+      // A few rounds to warm up (JIT, wasm tier-up) before each measured set.
+      await window.handshakes(5);
+      out.hs = await window.handshakes(handshakes);
+      await window.pushes(Math.min(n, 10000));
+      for (let i = 0; i < pushes; i++) out.ws.push(await window.pushes(n));
+      await window.bare(Math.min(n, 10000));
+      for (let i = 0; i < pushes; i++) out.bare.push(await window.bare(n));
+      await window.pushesInPage(Math.min(n, 10000), size);
+      for (let i = 0; i < pushes; i++) out.inPage.push(await window.pushesInPage(n, size));
+      await post("/result", out);
+    } catch (e) {
+      await post("/failed", String(e && e.stack || e));
+    }
+  }
 </script>`;
 
 const TYPES = { ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html" };
@@ -312,13 +374,26 @@ const server = http.createServer(async (req, res) => {
   if (url.pathname === "/") {
     res.writeHead(200, { "content-type": "text/html", ...ISOLATED });
     const rsa = `{ n: ${N}n, d: ${D}n, k: ${K} }`;
+    const plan = JSON.stringify({ handshakes: HANDSHAKES, pushes: RUNS, n: PUSHES, size: PUSH_BYTES });
     return res.end(PAGE.replace("window.PUBLIC_KEY", JSON.stringify(PUBLIC_B64))
-      .replace("window.benchReady = true;", `window.RSA = ${rsa}; window.benchReady = true;`));
+      .replace("window.benchReady = true;", `window.RSA = ${rsa}; window.PLAN = ${plan}; window.benchReady = true;`));
   }
   if (url.pathname === "/flood") {
     const ok = flood(url.searchParams.get("device"), Number(url.searchParams.get("n")));
     res.writeHead(ok ? 200 : 404, ISOLATED);
     return res.end();
+  }
+  if (url.pathname === "/flood-cpu") {
+    const { user, system } = process.cpuUsage(floodCpu ?? undefined);
+    res.writeHead(200, { "content-type": "application/json", ...ISOLATED });
+    return res.end(JSON.stringify((user + system) / 1000));
+  }
+  if (req.method === "POST" && (url.pathname === "/result" || url.pathname === "/failed")) {
+    let body = "";
+    for await (const chunk of req) body += chunk;
+    res.writeHead(204, ISOLATED);
+    res.end();
+    return onReport?.(url.pathname, JSON.parse(body));
   }
   if (url.pathname.startsWith("/pkg/")) {
     try {
@@ -330,12 +405,19 @@ const server = http.createServer(async (req, res) => {
   res.writeHead(404);
   res.end();
 });
+let onReport = null;
 server.on("upgrade", (req, socket) => {
   const accept = crypto.createHash("sha1")
     .update(req.headers["sec-websocket-key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest("base64");
   const proto = (req.headers["sec-websocket-protocol"] ?? "").split(",").map((s) => s.trim()).includes("mpush");
   socket.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
     `Sec-WebSocket-Accept: ${accept}\r\n${proto ? "Sec-WebSocket-Protocol: mpush\r\n" : ""}\r\n`);
+  if (req.url === "/bare") {
+    socket.setNoDelay(true);
+    socket.on("error", () => {});
+    bareSocket = socket;
+    return onConnection(socket); // for its close frame; it sends no packets
+  }
   onConnection(socket);
 });
 await new Promise((r) => server.listen(0, "127.0.0.1", r));
@@ -358,36 +440,90 @@ for (const f of files) {
   else gzJs += gz;
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
-try {
-  const page = await browser.newPage();
-  page.on("pageerror", (e) => console.error(`[page error] ${e.message}`));
-  await page.goto(base + "/");
-  await page.waitForFunction(() => window.benchReady === true, null, { timeout: 30000 });
-  const isolated = await page.evaluate(() => crossOriginIsolated);
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+  "--disable-component-update", "--disable-sync"];
+const ms = (x) => x.toFixed(3);
+const rate = (r) => Math.round((r.count - 1) / (r.ms / 1000));
+const check = (r) => {
+  if (r.count !== PUSHES) throw new Error(`only ${r.count} of ${PUSHES} pushes arrived`);
+};
 
-  // A few connects to warm up (JIT, wasm tier-up), then the measured ones.
-  await page.evaluate(() => window.handshakes(5));
-  const hs = await page.evaluate((n) => window.handshakes(n), HANDSHAKES);
-  const stat = (k) => {
-    const v = hs.map((h) => h[k]).sort((a, b) => a - b);
-    return { median: v[Math.floor(v.length / 2)], p90: v[Math.floor(v.length * 0.9)], max: v[v.length - 1] };
-  };
-  const ms = (x) => x.toFixed(3);
-  await page.evaluate((n) => window.pushes(n), Math.min(PUSHES, 10000)); // warm-up
-  const runs = [];
-  let cdp;
-  if (process.env.PROFILE) {
-    cdp = await page.context().newCDPSession(page);
+function printResults(version, out) {
+  console.log(`bench-browser: ${version} headless, ${files.join(" + ")}` +
+    `${out.isolated ? "" : " (not cross-origin isolated: timer resolution 100 us)"}`);
+  console.log(`package size: ${gzWasm + gzJs} bytes gzipped (wasm ${gzWasm}, JS ${gzJs}; ${raw} raw)`);
+  if (out.hs) {
+    const stat = (k) => {
+      const v = out.hs.map((h) => h[k]).sort((a, b) => a - b);
+      return { median: v[Math.floor(v.length / 2)], p90: v[Math.floor(v.length * 0.9)], max: v[v.length - 1] };
+    };
+    for (const [name, k] of [["client work", "client"], ["  open -> handshake sent (RSA-1024 + keys)", "encrypt"],
+      ["  HandshakeOk -> connect() resolved (AES)", "open"], ["connect() over loopback", "connect"]]) {
+      const st = stat(k);
+      console.log(`handshake ${name}: median ${ms(st.median)} ms, p90 ${ms(st.p90)} ms, max ${ms(st.max)} ms (${out.hs.length} connects)`);
+    }
+  }
+  for (const r of out.ws) {
+    check(r);
+    console.log(`pushes over a loopback WebSocket: ${PUSHES} x ${PUSH_BYTES} B in ${r.ms.toFixed(1)} ms: ` +
+      `${rate(r)} pushes/s (server CPU ${r.cpu.toFixed(0)} ms)`);
+  }
+  for (const r of out.bare) {
+    check(r);
+    console.log(`the same packets to a bare WebSocket, empty listener (Chromium alone): ${PUSHES} in ` +
+      `${r.ms.toFixed(1)} ms: ${rate(r)} messages/s (server CPU ${r.cpu.toFixed(0)} ms)`);
+  }
+  for (const r of out.inPage) {
+    check(r);
+    console.log(`pushes from an in-page socket (client path only): ${PUSHES} x ${PUSH_BYTES} B in ` +
+      `${r.ms.toFixed(1)} ms: ${rate(r)} pushes/s`);
+  }
+}
+
+// Chromium started directly, no debugger attached; the page posts its results.
+async function runPlain() {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "bench-browser-"));
+  const report = new Promise((resolve) => (onReport = (kind, v) => resolve([kind, v])));
+  const child = spawn(CHROMIUM, ["--headless", ...FLAGS, `--user-data-dir=${dir}`, base + "/?run"], {
+    stdio: ["ignore", "ignore", "pipe"],
+    detached: true, // its own process group, so its helper processes end with it
+  });
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr = (stderr + d).slice(-4000)));
+  const exited = new Promise((resolve) => child.on("exit", (code) => resolve(["exit", code])));
+  const timeout = new Promise((resolve) => setTimeout(() => resolve(["timeout"]), 600000).unref());
+  try {
+    const [kind, v] = await Promise.race([report, exited, timeout]);
+    if (kind === "/failed") throw new Error(`the benchmark page failed: ${v}`);
+    if (kind !== "/result") throw new Error(`chromium ${kind} ${v ?? ""} before the page reported\n${stderr}`);
+    const version = execFileSync(CHROMIUM, ["--version"]).toString().match(/[\d.]+/)?.[0] ?? "?";
+    printResults(version, v);
+  } finally {
+    try {
+      process.kill(-child.pid, "SIGTERM");
+    } catch {}
+    await rm(dir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+// playwright-core with the CDP Profiler: the functions with the most self time during the
+// WebSocket floods (rates under DevTools, lower than runPlain's).
+async function runProfiled() {
+  const { chromium } = await import("playwright-core");
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  try {
+    const page = await browser.newPage();
+    page.on("pageerror", (e) => console.error(`[page error] ${e.message}`));
+    await page.goto(base + "/");
+    await page.waitForFunction(() => window.benchReady === true, null, { timeout: 30000 });
+    const isolated = await page.evaluate(() => crossOriginIsolated);
+    await page.evaluate((n) => window.pushes(n), Math.min(PUSHES, 10000)); // warm-up
+    const cdp = await page.context().newCDPSession(page);
     await cdp.send("Profiler.enable");
     await cdp.send("Profiler.start");
-  }
-  for (let i = 0; i < 3; i++) runs.push(await page.evaluate((n) => window.pushes(n), PUSHES));
-  if (cdp) {
+    const ws = [];
+    for (let i = 0; i < RUNS; i++) ws.push(await page.evaluate((n) => window.pushes(n), PUSHES));
     const { profile } = await cdp.send("Profiler.stop");
     const self = new Map();
     const dt = profile.timeDeltas;
@@ -399,30 +535,16 @@ try {
     });
     const top = [...self].sort((a, b) => b[1] - a[1]).slice(0, 25);
     for (const [k, us] of top) console.log(`${(us / 1000).toFixed(0).padStart(7)} ms  ${k}`);
+    console.log("(under playwright and the profiler: DevTools sees every WebSocket frame, so the rates are lower)");
+    printResults(await browser.version(), { isolated, ws, bare: [], inPage: [] });
+  } finally {
+    await browser.close();
   }
+}
 
-  console.log(`bench-browser: ${await browser.version()} headless, ${files.join(" + ")}` +
-    `${isolated ? "" : " (not cross-origin isolated: timer resolution 100 us)"}`);
-  console.log(`package size: ${gzWasm + gzJs} bytes gzipped (wasm ${gzWasm}, JS ${gzJs}; ${raw} raw)`);
-  for (const [name, k] of [["client work", "client"], ["  open -> handshake sent (RSA-1024 + keys)", "encrypt"],
-    ["  HandshakeOk -> connect() resolved (AES)", "open"], ["connect() over loopback", "connect"]]) {
-    const s = stat(k);
-    console.log(`handshake ${name}: median ${ms(s.median)} ms, p90 ${ms(s.p90)} ms, max ${ms(s.max)} ms (${hs.length} connects)`);
-  }
-  for (const r of runs) {
-    if (r.count !== PUSHES) throw new Error(`only ${r.count} of ${PUSHES} pushes arrived`);
-    console.log(`pushes over a loopback WebSocket: ${PUSHES} x ${PUSH_BYTES} B in ${r.ms.toFixed(1)} ms: ` +
-      `${Math.round((PUSHES - 1) / (r.ms / 1000))} pushes/s`);
-  }
-  await page.evaluate(([n, b]) => window.pushesInPage(n, b), [Math.min(PUSHES, 10000), PUSH_BYTES]); // warm-up
-  for (let i = 0; i < 3; i++) {
-    const r = await page.evaluate(([n, b]) => window.pushesInPage(n, b), [PUSHES, PUSH_BYTES]);
-    if (r.count !== PUSHES) throw new Error(`only ${r.count} of ${PUSHES} pushes arrived`);
-    console.log(`pushes from an in-page socket (client path only): ${PUSHES} x ${PUSH_BYTES} B in ` +
-      `${r.ms.toFixed(1)} ms: ${Math.round((PUSHES - 1) / (r.ms / 1000))} pushes/s`);
-  }
+try {
+  await (process.env.PROFILE ? runProfiled() : runPlain());
 } finally {
-  await browser.close();
   server.close();
 }
 process.exit(0);

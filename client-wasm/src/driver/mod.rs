@@ -7,7 +7,6 @@
 //! any client method.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
 use js_sys::{ArrayBuffer, Function, Promise, Reflect, Uint8Array};
@@ -17,14 +16,15 @@ use mpush_protocol::{
 };
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{BinaryType, WebSocket};
+use web_sys::WebSocket;
 
 use crate::backoff::Backoff;
 use crate::browser::{self, deferred, now};
 use crate::errors::{
-    client_error, client_error_message, in_method, js_error, request_error, server_error, with_cause, ErrorCode,
+    client_error, client_error_message, decimal, in_method, js_error, request_error, server_error, with_cause,
+    ErrorCode,
 };
-use crate::events::{self, connect_info, object, Acker, Listeners, PushMessage};
+use crate::events::{self, connect_info, object, Listeners};
 use crate::fetch;
 use crate::options::Options;
 use crate::storage::{self, Storage, SESSION_KEY};
@@ -143,12 +143,23 @@ pub type Shared = Rc<RefCell<Driver>>;
 /// Runs `f` on the driver, then the effects it queued (with the borrow released).
 pub fn enter<R>(shared: &Shared, f: impl FnOnce(&mut Driver) -> R) -> Result<R, JsValue> {
     let (r, effects, listeners) = {
-        let mut d = shared.try_borrow_mut().map_err(|_| {
-            js_error(ErrorCode::InvalidArgument, "MPushClient was called from inside its own storage adapter")
-        })?;
+        let mut d = shared.try_borrow_mut().map_err(|_| busy())?;
         let r = f(&mut d);
         (r, std::mem::take(&mut d.out), d.listeners.clone())
     };
+    run_effects(effects, &listeners);
+    Ok(r)
+}
+
+/// The error of a call made while the driver is borrowed.
+fn busy() -> JsValue {
+    js_error(ErrorCode::InvalidArgument, "MPushClient was called from inside its own storage adapter")
+}
+
+/// The second half of [`enter`], kept out of line: `enter` is generic over its closure and
+/// inlined into every entry point, and this loop was copied into each of them.
+#[inline(never)]
+fn run_effects(effects: Vec<Effect>, listeners: &RefCell<Listeners>) {
     for e in effects {
         match e {
             Effect::Emit(name, payload) => {
@@ -160,7 +171,6 @@ pub fn enter<R>(shared: &Shared, f: impl FnOnce(&mut Driver) -> R) -> Result<R, 
             }
         }
     }
-    Ok(r)
 }
 
 fn enter_weak(weak: &Weak<RefCell<Driver>>, f: impl FnOnce(&mut Driver)) {
@@ -204,8 +214,9 @@ pub struct Driver {
     last_fast: bool,
     last_error: Option<JsValue>,
     /// Ids of "biz" pushes received on this connection and not acked yet (oldest first, at
-    /// most [`MAX_AWAITING_ACK`]), so `ack()` of any other id can say so.
-    awaiting_ack: VecDeque<i32>,
+    /// most [`MAX_AWAITING_ACK`]), so `ack()` of any other id can say so. A `Vec`: dropping
+    /// the oldest of 1024 ids is a small copy, and `VecDeque`'s ring code is ~0.6 KB of wasm.
+    awaiting_ack: Vec<i32>,
     /// The user the server confirmed bound on this connection.
     bound_user: Option<String>,
     /// The last attempt failed in a way a retry cannot fix (the server refused the handshake):
@@ -233,8 +244,7 @@ impl Driver {
         config.request_timeout = opts.request_timeout;
         config.max_outbound_body = opts.max_packet_size;
         let mut seed = [0u8; 32];
-        getrandom::getrandom(&mut seed)
-            .map_err(|_| js_error(ErrorCode::Unsupported, "crypto.getRandomValues is not available"))?;
+        browser::random_bytes(&mut seed)?;
         let session_key = [opts.storage_key.as_str(), SESSION_KEY].concat();
         let stored = opts
             .storage
@@ -274,7 +284,7 @@ impl Driver {
                 last_heartbeat_at: None,
                 last_fast: false,
                 last_error: None,
-                awaiting_ack: VecDeque::new(),
+                awaiting_ack: Vec::new(),
                 bound_user: None,
                 fatal: false,
                 closing_reason: "connection closed",

@@ -98,7 +98,7 @@ impl Driver {
         if !self.ack_awaited(push_id)? {
             let msg = [
                 "ack: push ",
-                &push_id.to_string(),
+                &decimal(push_id.into()),
                 " is not waiting for an ack on this connection (unknown id, not a \"biz\" push, acked \
                  already, or received before a reconnect)",
             ]
@@ -141,12 +141,9 @@ impl Driver {
         let weak = self.weak.clone();
         let init = init.clone();
         let read = (|| {
-            let merged = if init.is_undefined() || init.is_null() {
-                web_sys::Request::new_with_request(req)
-            } else {
-                web_sys::Request::new_with_request_and_init(req, init.unchecked_ref())
-            }
-            .map_err(|e| js_error(ErrorCode::InvalidArgument, &describe(&e, "invalid Request")))?;
+            // `new Request(req, undefined)` (or `null`) is `new Request(req)`: one import.
+            let merged = web_sys::Request::new_with_request_and_init(req, init.unchecked_ref())
+                .map_err(|e| js_error(ErrorCode::InvalidArgument, &describe(&e, "invalid Request")))?;
             let body = merged.array_buffer().map_err(|_| {
                 js_error(ErrorCode::InvalidArgument, "the Request's body was already used (pass request.clone())")
             })?;
@@ -158,16 +155,19 @@ impl Driver {
         };
         // Once the body is read, the call goes on as fetch(url, { method, headers, body, timeout }).
         let send = Closure::once_into_js(move |buf: JsValue| -> JsValue {
+            let get = |name: &str| Reflect::get(&merged, &name.into()).unwrap_or(JsValue::UNDEFINED);
             let parts = object(&[
-                ("method", merged.method().into()),
-                ("headers", merged.headers().into()),
+                // Read as plain properties: the values go straight back to JS, and the typed
+                // getters would be three more imports (strings copied in and out of wasm).
+                ("method", get("method")),
+                ("headers", get("headers")),
                 ("body", Uint8Array::new(&buf).into()),
                 ("timeout", Reflect::get(&init, &"timeout".into()).unwrap_or(JsValue::UNDEFINED)),
             ]);
             match weak.upgrade() {
-                Some(shared) => enter(&shared, |d| d.fetch(&merged.url().into(), &parts))
-                    .unwrap_or_else(|e| Promise::reject(&e))
-                    .into(),
+                Some(shared) => {
+                    enter(&shared, |d| d.fetch(&get("url"), &parts)).unwrap_or_else(|e| Promise::reject(&e)).into()
+                }
                 None => Promise::reject(&js_error(ErrorCode::Closed, "fetch: client is gone")).into(),
             }
         });
@@ -208,14 +208,6 @@ impl Driver {
         if let Some(ws) = &self.socket {
             let _ = ws.send_with_str(text);
         }
-    }
-
-    pub(super) fn acker(&self) -> Acker {
-        let weak = self.weak.clone();
-        Rc::new(move |id| match weak.upgrade() {
-            Some(shared) => enter(&shared, |d| d.ack_awaited(id))?,
-            None => Err(js_error(ErrorCode::NotConnected, "ack: client is gone")),
-        })
     }
 
     pub(super) fn take_request(&mut self, id: RequestId) -> Option<Request> {
@@ -263,12 +255,11 @@ impl Driver {
             ClientEvent::Push(m) => {
                 if m.ack == AckMode::Biz {
                     if self.awaiting_ack.len() == MAX_AWAITING_ACK {
-                        self.awaiting_ack.pop_front();
+                        self.awaiting_ack.remove(0);
                     }
-                    self.awaiting_ack.push_back(m.session_id);
+                    self.awaiting_ack.push(m.session_id);
                 }
-                let acker = (m.ack == AckMode::Biz).then(|| self.acker());
-                let msg: JsValue = PushMessage::new(&m.content, m.session_id, m.ack, acker).into();
+                let msg = events::push_payload(&m.content, m.session_id, m.ack);
                 // The tab-sharing facade hands the push to the other tabs here: before this
                 // drain ends and the session's auto ack is flushed to the socket.
                 let tap = self.listeners.borrow().push_tap.clone();

@@ -29,7 +29,8 @@ impl Driver {
                 return;
             }
         };
-        ws.set_binary_type(BinaryType::Arraybuffer);
+        // As a property: the typed setter would be one more import.
+        let _ = Reflect::set(&ws, &"binaryType".into(), &"arraybuffer".into());
         for (name, h) in &self.cb.socket {
             let _ = ws.add_event_listener_with_callback(name, h.as_ref().unchecked_ref());
         }
@@ -83,7 +84,7 @@ impl Driver {
                 let cause = self.last_error.take().unwrap_or_else(|| closed_error(code, reason));
                 let msg = [
                     "gave up after ",
-                    &attempts.to_string(),
+                    &decimal(attempts.into()),
                     " failed reconnect attempts (reconnect.maxAttempts): ",
                     &describe(&cause, "connection lost"),
                 ]
@@ -175,9 +176,15 @@ impl Driver {
             let e = if self.socket_opened {
                 closed_error(code, &reason)
             } else {
-                let msg =
-                    ["could not connect to ", &self.url, " (close code ", &code.to_string(), "): ", NEVER_OPENED_HINT]
-                        .concat();
+                let msg = [
+                    "could not connect to ",
+                    &self.url,
+                    " (close code ",
+                    &decimal(code.into()),
+                    "): ",
+                    NEVER_OPENED_HINT,
+                ]
+                .concat();
                 js_error(ErrorCode::ConnectFailed, &msg)
             };
             // A failed attempt is never silent, whether or not anyone awaits connect().
@@ -229,7 +236,7 @@ impl Driver {
 
 /// `CONNECTION_LOST` naming the close code and reason.
 fn closed_error(code: u16, reason: &str) -> JsValue {
-    let mut msg = ["the connection closed (code ", &code.to_string()].concat();
+    let mut msg = ["the connection closed (code ", &decimal(code.into())].concat();
     if !reason.is_empty() {
         msg.push_str(", reason \"");
         msg.push_str(reason);
