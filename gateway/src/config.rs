@@ -132,6 +132,12 @@ pub struct LimitsConfig {
     /// dropped and retried a second later. The kernel caps it at `net.core.somaxconn` on
     /// Linux (a warning at start says so).
     pub listen_backlog: usize,
+    /// Addresses of proxies (CIDR ranges; a bare address is one host) whose connections open
+    /// with a PROXY protocol header (v1 or v2) naming the client: the per-IP caps, the RSA
+    /// workers' turns and the logs then count that client. From these addresses the header is
+    /// required (a connection without one is closed); from any other it is never read. Empty
+    /// (the default): no header is read, as MPUSH clients connect directly.
+    pub trusted_proxies: Vec<crate::proxy_protocol::Cidr>,
 }
 
 impl Default for LimitsConfig {
@@ -148,6 +154,7 @@ impl Default for LimitsConfig {
             // tokio's TcpListener::bind takes 128 (std's); a flood of a few hundred
             // connections overflows that.
             listen_backlog: 1024,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -333,7 +340,7 @@ impl GatewayConfig {
     /// `BIND_TOKEN_SECRET_FILE`, `API_HEADER_READ_TIMEOUT`, and the `[limits]`
     /// keys `MAX_CONNECTIONS`, `MAX_CONNECTIONS_PER_IP`, `MAX_UNAUTHENTICATED_PER_IP`,
     /// `MAX_HANDSHAKE_BODY`, `MAX_FIELD_LENGTH`, `RSA_WORKERS`, `MAX_QUEUED_PUSH_BYTES`,
-    /// `WRITE_TIMEOUT`, `LISTEN_BACKLOG`. Also `DRAIN_TIMEOUT`, the
+    /// `WRITE_TIMEOUT`, `LISTEN_BACKLOG`, `TRUSTED_PROXIES` (comma-separated). Also `DRAIN_TIMEOUT`, the
     /// `[http]` keys `MAX_IN_FLIGHT`, `MAX_READ_TIMEOUT`, `DENY_PRIVATE_ADDRESSES`
     /// (`true`/`false`), and the `[upstream]` keys `WEBHOOK_QUEUE`, `WEBHOOK_CONCURRENCY`,
     /// `WEBHOOK_TIMEOUT`, `WEBHOOK_ATTEMPTS`, `WEBHOOK_BACKOFF`, `WEBHOOK_MAX_BACKOFF`.
@@ -415,6 +422,13 @@ impl GatewayConfig {
                     )))
                 }
             };
+        }
+        if let Some(v) = get("TRUSTED_PROXIES") {
+            self.limits.trusted_proxies = v
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.parse().map_err(|e| GatewayError::Config(format!("MPUSH_GATEWAY_TRUSTED_PROXIES: {e}"))))
+                .collect::<Result<_, _>>()?;
         }
         let l = &mut self.limits;
         for (name, field) in [
@@ -600,6 +614,20 @@ mod tests {
         assert_eq!(c.limits.listen_backlog, 512);
         let e = c.apply_env(|k| (k == "MPUSH_GATEWAY_LISTEN_BACKLOG").then(|| "lots".into())).unwrap_err();
         assert!(e.to_string().contains("MPUSH_GATEWAY_LISTEN_BACKLOG: not a number"), "{e}");
+    }
+
+    #[test]
+    fn trusted_proxies_key() {
+        assert!(GatewayConfig::default().limits.trusted_proxies.is_empty());
+        let c = GatewayConfig::from_toml("[limits]\ntrusted-proxies = [\"127.0.0.1/32\", \"10.0.0.0/8\"]").unwrap();
+        assert_eq!(c.limits.trusted_proxies.len(), 2);
+        assert!(c.limits.trusted_proxies[1].contains("10.9.8.7".parse().unwrap()));
+        assert!(GatewayConfig::from_toml("[limits]\ntrusted-proxies = [\"10.0.0.0/40\"]").is_err());
+        let mut c = GatewayConfig::default();
+        c.apply_env(|k| (k == "MPUSH_GATEWAY_TRUSTED_PROXIES").then(|| "127.0.0.1, ::1/128".into())).unwrap();
+        assert_eq!(c.limits.trusted_proxies.len(), 2);
+        let e = c.apply_env(|k| (k == "MPUSH_GATEWAY_TRUSTED_PROXIES").then(|| "localhost".into())).unwrap_err();
+        assert!(e.to_string().contains("MPUSH_GATEWAY_TRUSTED_PROXIES"), "{e}");
     }
 
     #[test]

@@ -99,6 +99,7 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
+    early: Vec<u8>,
     admission: Admission,
     mut shutdown: watch::Receiver<Phase>,
 ) {
@@ -122,7 +123,9 @@ pub(crate) async fn serve(
         upstream: FuturesUnordered::new(),
         draining: false,
     };
-    let (mut reader, mut writer) = stream.into_split();
+    let (reader, mut writer) = stream.into_split();
+    // Bytes already read with a PROXY header are the start of the MPUSH stream.
+    let mut reader = std::io::Cursor::new(early).chain(reader);
     let mut buf = vec![0u8; 16 * 1024];
     // While the session waits for an RSA plaintext the socket is not read: backpressure.
     let mut rsa_pending: Option<RsaResult> = None;

@@ -39,6 +39,7 @@ pub mod http_proxy;
 mod java;
 pub mod keys;
 mod limits;
+pub mod proxy_protocol;
 pub mod push;
 pub mod router;
 mod rsa_queue;
@@ -135,6 +136,11 @@ pub(crate) struct Shared {
     pub(crate) max_queued_push_bytes: usize,
     /// `[limits] write-timeout`.
     pub(crate) write_timeout: Duration,
+    /// `[limits] trusted-proxies`: peers whose connections open with a PROXY header.
+    pub(crate) trusted_proxies: Vec<proxy_protocol::Cidr>,
+    /// How long a trusted proxy has to send that header: the pre-handshake heartbeat, the
+    /// time a client gets before it must show it is alive.
+    pub(crate) proxy_header_timeout: Duration,
 }
 
 /// Replaceable parts: where upstream pushes go, where resumable sessions live, and the key
@@ -168,6 +174,32 @@ impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway").field("mpush", &self.mpush_addr()).field("api", &self.api_addr()).finish()
     }
+}
+
+/// A connection from a trusted proxy: its PROXY header first (required), then the caps
+/// counted against the client it names, then MPUSH with the bytes read past the header.
+async fn serve_proxied(
+    shared: Arc<Shared>,
+    mut stream: tokio::net::TcpStream,
+    proxy: SocketAddr,
+    phase: watch::Receiver<Phase>,
+) {
+    let (client, early) = match proxy_protocol::read_header(&mut stream, shared.proxy_header_timeout).await {
+        Ok((client, early)) => (client.unwrap_or(proxy), early),
+        Err(error) => {
+            shared.limits.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%proxy, %error, "connection from a trusted proxy refused: no valid PROXY protocol header");
+            return;
+        }
+    };
+    let admission = match shared.limits.admit(client.ip()) {
+        Ok(a) => a,
+        Err(refusal) => {
+            tracing::warn!(peer = %client, %proxy, %refusal, "connection refused at accept");
+            return;
+        }
+    };
+    conn::serve(shared, stream, client, early, admission, phase).await;
 }
 
 /// A listener with an explicit backlog (`[limits] listen-backlog`): `TcpListener::bind` takes
@@ -283,6 +315,10 @@ impl Gateway {
             rsa_permits: Arc::new(rsa_queue::RsaQueue::new(rsa_workers, 2 * rsa_workers)),
             max_queued_push_bytes: config.limits.max_queued_push_bytes,
             write_timeout: Duration::from_millis(config.limits.write_timeout),
+            trusted_proxies: config.limits.trusted_proxies.clone(),
+            proxy_header_timeout: Duration::from_millis(
+                u64::try_from(config.core.pre_handshake_heartbeat).unwrap_or(0).max(1000),
+            ),
         });
         Ok(Gateway { shared, mpush, api, purge, drain_timeout: Duration::from_millis(config.drain_timeout) })
     }
@@ -339,6 +375,19 @@ impl Gateway {
             tokio::select! {
                 r = mpush.accept() => match r {
                     Ok((stream, peer)) => {
+                        if shared.trusted_proxies.iter().any(|c| c.contains(peer.ip())) {
+                            let active = ActiveConn::new(shared.clone());
+                            let shared = shared.clone();
+                            let phase = phase_rx.clone();
+                            // The header is read in the connection's task (a slow proxy must
+                            // not hold up accept) and the caps are counted against the client
+                            // it names, not against the proxy.
+                            connections.spawn(async move {
+                                serve_proxied(shared, stream, peer, phase).await;
+                                drop(active);
+                            });
+                            continue;
+                        }
                         // Caps before the connection costs anything: dropping the stream
                         // closes it.
                         let admission = match shared.limits.admit(peer.ip()) {
@@ -352,7 +401,7 @@ impl Gateway {
                         let shared = shared.clone();
                         let phase = phase_rx.clone();
                         connections.spawn(async move {
-                            conn::serve(shared, stream, peer, admission, phase).await;
+                            conn::serve(shared, stream, peer, Vec::new(), admission, phase).await;
                             drop(active);
                         });
                     }

@@ -73,6 +73,10 @@ struct Cli {
     /// net.core.somaxconn) ([limits] listen-backlog).
     #[arg(long)]
     listen_backlog: Option<usize>,
+    /// A proxy address range (CIDR) whose connections open with a PROXY protocol header
+    /// naming the client; repeatable ([limits] trusted-proxies).
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxies: Vec<mpush_gateway::proxy_protocol::Cidr>,
     /// HTTP-proxy requests one connection may have under way; one more gets 503 at once
     /// ([http] max-in-flight).
     #[arg(long)]
@@ -148,6 +152,7 @@ fn load_config(cli: Cli) -> Result<GatewayConfig, mpush_gateway::GatewayError> {
     if let Some(v) = cli.write_timeout {
         l.write_timeout = v;
     }
+    l.trusted_proxies.extend(cli.trusted_proxies);
     if let Some(v) = cli.max_in_flight {
         config.http.max_in_flight = v;
     }
