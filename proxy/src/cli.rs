@@ -63,6 +63,11 @@ pub struct Cli {
     /// Upstream connect timeout per server [default: 3s].
     #[arg(long, env = "MPUSH_PROXY_CONNECT_TIMEOUT", value_parser = parse_duration)]
     pub connect_timeout: Option<Duration>,
+    /// Send a PROXY protocol v2 header with the browser's address on each upstream connection;
+    /// only for servers that expect it (mpush-gateway with trusted-proxies), not MPUSH
+    /// [default: false].
+    #[arg(long, env = "MPUSH_PROXY_UPSTREAM_PROXY_PROTOCOL", num_args = 0..=1, default_missing_value = "true")]
+    pub upstream_proxy_protocol: Option<bool>,
     /// Largest browser -> server packet body in bytes [default: 10240].
     #[arg(long, env = "MPUSH_PROXY_UPSTREAM_MAX_BODY")]
     pub upstream_max_body: Option<usize>,
@@ -204,6 +209,7 @@ impl Cli {
         set(&mut c.zk_reconnect_max, &self.zk_reconnect_max);
         set(&mut c.zk_max_nodes, &self.zk_max_nodes);
         set(&mut c.connect_timeout, &self.connect_timeout);
+        set(&mut c.upstream_proxy_protocol, &self.upstream_proxy_protocol);
         set(&mut c.upstream_max_body, &self.upstream_max_body);
         set(&mut c.downstream_max_body, &self.downstream_max_body);
         set(&mut c.http_proxy, &self.http_proxy);

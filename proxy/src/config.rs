@@ -94,6 +94,11 @@ pub struct Config {
     /// Timeout of one upstream TCP connect attempt (then the next server is tried).
     #[serde(deserialize_with = "de_duration")]
     pub connect_timeout: Duration,
+    /// Open each upstream connection with a PROXY protocol v2 header naming the browser's
+    /// address (as this proxy sees it), so that a gateway trusting this proxy
+    /// (`mpush-gateway`'s `[limits] trusted-proxies`) counts its per-IP caps per browser.
+    /// Off by default: MPUSH's own servers do not understand it and would drop the connection.
+    pub upstream_proxy_protocol: bool,
     /// Largest packet body accepted from the browser (browser -> MPUSH server).
     pub upstream_max_body: usize,
     /// Largest packet body accepted from the MPUSH server (server -> browser).
@@ -190,6 +195,7 @@ impl Default for Config {
             zk_reconnect_max: Duration::from_secs(30),
             zk_max_nodes: 1024,
             connect_timeout: Duration::from_secs(3),
+            upstream_proxy_protocol: false,
             upstream_max_body: DEFAULT_UPSTREAM_MAX_BODY,
             downstream_max_body: DEFAULT_DOWNSTREAM_MAX_BODY,
             http_proxy: HttpProxyMode::Forward,

@@ -142,11 +142,17 @@ mod demo {
                 let mut g = GatewayConfig::default();
                 g.http.proxy_enabled = true;
                 g.http.allow = vec![echo.to_string()];
-                // Every connection reaches the embedded gateway from this proxy on loopback, so
-                // per-IP caps would count all browsers as one peer; the proxy's own per-IP limits
-                // apply to the browsers themselves.
-                g.limits.max_connections_per_ip = 0;
-                g.limits.max_unauthenticated_per_ip = 0;
+                if config.upstream_proxy_protocol {
+                    // The proxy names each browser in a PROXY header: the gateway's per-IP
+                    // caps (its defaults) then count browsers, not this proxy.
+                    g.limits.trusted_proxies = vec!["127.0.0.1/32".parse()?];
+                } else {
+                    // Every connection reaches the embedded gateway from this proxy on loopback,
+                    // so per-IP caps would count all browsers as one peer; the proxy's own
+                    // per-IP limits apply to the browsers themselves.
+                    g.limits.max_connections_per_ip = 0;
+                    g.limits.max_unauthenticated_per_ip = 0;
+                }
                 g
             }
         };

@@ -157,8 +157,10 @@ impl Proxy {
         }
         let registry = !config.zk.is_empty();
         let metrics = Arc::new(Metrics::new(registry));
-        let upstreams =
-            Arc::new(Upstreams::new(&config.upstreams, registry, config.connect_timeout, Arc::clone(&metrics)));
+        let upstreams = Arc::new(
+            Upstreams::new(&config.upstreams, registry, config.connect_timeout, Arc::clone(&metrics))
+                .with_proxy_protocol(config.upstream_proxy_protocol),
+        );
         let limiter = Arc::new(Limiter::new(
             Counted::Sessions,
             config.max_connections,
@@ -430,7 +432,7 @@ async fn run_session(shared: &Shared, pending: Pending, peer: SocketAddr) {
     let connected = tokio::select! {
         biased;
         () = shared.closing.cancelled() => None,
-        c = shared.upstreams.connect() => Some(c),
+        c = shared.upstreams.connect(peer) => Some(c),
     };
     // Counted before anything is closed, so the metric is exact once either side sees a close.
     let reason = match connected {

@@ -4,10 +4,12 @@
 //! A node that leaves the registry gets no new sessions; the sessions it has keep running (each
 //! holds a [`Lease`] on the node) and the node is forgotten once the last one ends.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::metrics::{Metrics, RegistryEvent};
@@ -110,6 +112,8 @@ pub(crate) struct Upstreams {
     nodes: RwLock<Vec<Arc<Node>>>,
     next: AtomicUsize,
     connect_timeout: Duration,
+    /// `upstream_proxy_protocol`: open each connection with a PROXY v2 header.
+    proxy_protocol: bool,
     metrics: Arc<Metrics>,
     epoch: Instant,
     /// `None` without `--zk`.
@@ -148,12 +152,19 @@ impl Upstreams {
             nodes: RwLock::new(nodes),
             next: AtomicUsize::new(0),
             connect_timeout,
+            proxy_protocol: false,
             metrics,
             epoch: Instant::now(),
             registry: registry.then(|| {
                 Mutex::new(RegistryStatus { connected: false, listed_once: false, since: Instant::now(), error: None })
             }),
         }
+    }
+
+    /// Opens every upstream connection with a PROXY v2 header (`upstream_proxy_protocol`).
+    pub fn with_proxy_protocol(mut self, on: bool) -> Upstreams {
+        self.proxy_protocol = on;
+        self
     }
 
     fn stamp(&self) -> u64 {
@@ -263,8 +274,19 @@ impl Upstreams {
         keyed.into_iter().map(|(_, node)| node).collect()
     }
 
-    async fn dial(&self, node: &Node) -> Option<TcpStream> {
-        match tokio::time::timeout(self.connect_timeout, TcpStream::connect(node.addr.as_str())).await {
+    /// `client`: the browser's address for the PROXY header; `None` (a readiness probe): a
+    /// LOCAL header, the proxy speaking for itself.
+    async fn dial(&self, node: &Node, client: Option<SocketAddr>) -> Option<TcpStream> {
+        let attempt = async {
+            let mut s = TcpStream::connect(node.addr.as_str()).await?;
+            if self.proxy_protocol {
+                // Alone and first on the connection: it must precede the first MPUSH packet,
+                // which the relay writes only after this returns.
+                s.write_all(&proxy_v2_header(client, s.peer_addr()?)).await?;
+            }
+            Ok::<_, std::io::Error>(s)
+        };
+        match tokio::time::timeout(self.connect_timeout, attempt).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
                 node.last_success.store(self.stamp(), Relaxed);
@@ -284,13 +306,13 @@ impl Upstreams {
     }
 
     /// Connects to the best listed server, failing over to the next ones; `None` if none
-    /// accepts.
-    pub async fn connect(&self) -> Option<(TcpStream, Lease)> {
+    /// accepts. `client` is the browser's address, sent in a PROXY header when configured.
+    pub async fn connect(&self, client: SocketAddr) -> Option<(TcpStream, Lease)> {
         for node in self.order() {
             // Count the attempt first, so concurrent sessions spread while connecting.
             node.active.fetch_add(1, Relaxed);
             let lease = Lease { node };
-            if let Some(stream) = self.dial(&lease.node).await {
+            if let Some(stream) = self.dial(&lease.node, Some(client)).await {
                 lease.node.sessions_total.fetch_add(1, Relaxed);
                 return Some((stream, lease));
             }
@@ -306,7 +328,7 @@ impl Upstreams {
             return true;
         }
         for node in order {
-            if self.dial(&node).await.is_some() {
+            if self.dial(&node, None).await.is_some() {
                 return true;
             }
         }
@@ -314,10 +336,54 @@ impl Upstreams {
     }
 }
 
+/// A PROXY protocol v2 header (HAProxy's spec): PROXY over TCP from `client` to `server`, or
+/// LOCAL (no addresses) for `None`. Mixed families are sent as IPv6, IPv4 mapped.
+pub(crate) fn proxy_v2_header(client: Option<SocketAddr>, server: SocketAddr) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    let Some(client) = client else {
+        h.extend_from_slice(&[0x20, 0x00, 0, 0]);
+        return h;
+    };
+    match (client.ip().to_canonical(), server.ip().to_canonical()) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+            h.extend_from_slice(&src.octets());
+            h.extend_from_slice(&dst.octets());
+        }
+        (src, dst) => {
+            let v6 = |ip: IpAddr| match ip {
+                IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                IpAddr::V6(v6) => v6,
+            };
+            h.extend_from_slice(&[0x21, 0x21, 0, 36]);
+            h.extend_from_slice(&v6(src).octets());
+            h.extend_from_slice(&v6(dst).octets());
+        }
+    }
+    h.extend_from_slice(&client.port().to_be_bytes());
+    h.extend_from_slice(&server.port().to_be_bytes());
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::net::TcpListener;
+
+    const CLIENT: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7)), 40000);
+
+    #[test]
+    fn proxy_v2_headers() {
+        let server: SocketAddr = "10.0.0.1:3000".parse().unwrap();
+        let mut want = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        want.extend_from_slice(&[0x21, 0x11, 0, 12, 192, 0, 2, 7, 10, 0, 0, 1, 0x9c, 0x40, 0x0b, 0xb8]);
+        assert_eq!(proxy_v2_header(Some(CLIENT), server), want);
+        let local = proxy_v2_header(None, server);
+        assert_eq!((local.len(), local[12], local[13]), (16, 0x20, 0x00));
+        let v6 = proxy_v2_header(Some("[2001:db8::7]:1".parse().unwrap()), server);
+        assert_eq!((v6.len(), v6[13], v6[15]), (16 + 36, 0x21, 36));
+        assert_eq!(&v6[16 + 16..16 + 32], &std::net::Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped().octets());
+    }
 
     fn pool(addrs: &[String], registry: bool) -> Upstreams {
         Upstreams::new(addrs, registry, Duration::from_secs(1), Arc::new(Metrics::new(registry)))
@@ -345,10 +411,10 @@ mod tests {
         let dead = closed_port().await;
         let addrs = vec![dead.clone(), a.local_addr().unwrap().to_string(), b.local_addr().unwrap().to_string()];
         let p = pool(&addrs, false);
-        let (_s1, l1) = p.connect().await.unwrap();
+        let (_s1, l1) = p.connect(CLIENT).await.unwrap();
         assert_ne!(l1.addr(), dead);
         // The dead server is penalised now; the other live one has fewer connections.
-        let (_s2, l2) = p.connect().await.unwrap();
+        let (_s2, l2) = p.connect(CLIENT).await.unwrap();
         assert_ne!(l2.addr(), dead);
         assert_ne!(l2.addr(), l1.addr());
         assert!(p.stats().iter().all(|s| s.addr != dead || s.connect_failures == 1));
@@ -361,7 +427,7 @@ mod tests {
     async fn nothing_reachable() {
         let dead = closed_port().await;
         let p = pool(std::slice::from_ref(&dead), false);
-        assert!(p.connect().await.is_none());
+        assert!(p.connect(CLIENT).await.is_none());
         assert!(!p.ready().await);
         assert_eq!(active(&p, &dead), 0);
         assert!(!pool(&[], false).ready().await);
@@ -376,7 +442,7 @@ mod tests {
         p.set_registered(&[reg(&h, 3), reg(&l, 1)]);
         let mut leases = Vec::new();
         for _ in 0..8 {
-            leases.push(p.connect().await.unwrap());
+            leases.push(p.connect(CLIENT).await.unwrap());
         }
         assert_eq!((active(&p, &h), active(&p, &l)), (6, 2));
     }
@@ -390,15 +456,15 @@ mod tests {
         assert!(!p.ready().await, "nothing registered yet");
         let (added, removed) = p.set_registered(&[reg(&a, 1), reg(&b, 1)]);
         assert_eq!((added.len(), removed.len()), (2, 0));
-        let (_sa, la) = p.connect().await.unwrap();
-        let (_sb, lb) = p.connect().await.unwrap();
+        let (_sa, la) = p.connect(CLIENT).await.unwrap();
+        let (_sb, lb) = p.connect(CLIENT).await.unwrap();
         let on_a = if la.addr() == a { la } else { lb };
         let (added, removed) = p.set_registered(&[reg(&b, 1)]);
         assert_eq!((added, removed), (vec![], vec![a.clone()]));
         assert_eq!(p.listed(), [b.as_str()]);
         let mut on_b = Vec::new();
         for _ in 0..3 {
-            let (s, l) = p.connect().await.unwrap();
+            let (s, l) = p.connect(CLIENT).await.unwrap();
             assert_eq!(l.addr(), b);
             on_b.push((s, l));
         }
@@ -411,7 +477,7 @@ mod tests {
         // Back in the registry: new sessions again.
         let (added, _) = p.set_registered(&[reg(&a, 1), reg(&b, 1)]);
         assert_eq!(added, [a.as_str()]);
-        let (_s, l) = p.connect().await.unwrap();
+        let (_s, l) = p.connect(CLIENT).await.unwrap();
         assert_eq!(l.addr(), a, "fewest connections");
     }
 
