@@ -184,7 +184,13 @@ async fn serve_proxied(
     proxy: SocketAddr,
     phase: watch::Receiver<Phase>,
 ) {
-    let (client, early) = match proxy_protocol::read_header(&mut stream, shared.proxy_header_timeout).await {
+    let mut draining = phase.clone();
+    let header = tokio::select! {
+        h = proxy_protocol::read_header(&mut stream, shared.proxy_header_timeout) => h,
+        // Nothing is under way before the header: a drain need not wait for it.
+        _ = draining.wait_for(|p| *p != Phase::Running) => return,
+    };
+    let (client, early) = match header {
         Ok((client, early)) => (client.unwrap_or(proxy), early),
         Err(error) => {
             shared.limits.refused.fetch_add(1, Ordering::Relaxed);

@@ -151,3 +151,22 @@ async fn from_an_untrusted_address_a_header_is_garbage() {
     .await;
     header_is_not_parsed(gw.handle.mpush_addr(), [127, 0, 0, 2], &gw.public_key()).await;
 }
+
+#[tokio::test]
+async fn a_drain_does_not_wait_for_a_header_still_to_come() {
+    // A 30 s header timeout, a 20 s drain: a connection from the proxy that has not sent its
+    // header yet holds nothing, and must not hold the shutdown up.
+    let gw = start(|c| {
+        c.limits.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.core.pre_handshake_heartbeat = 30_000;
+        c.drain_timeout = 20_000;
+    })
+    .await;
+    let mut pending = connect_from([127, 0, 0, 1], gw.handle.mpush_addr()).await;
+    // Accepted and waiting for its header.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(WAIT, gw.handle.shutdown()).await.expect("gateway stopped");
+    assert!(started.elapsed() < Duration::from_secs(5), "shutdown took {:?}", started.elapsed());
+    assert!(closed_without_a_byte(&mut pending).await);
+}
