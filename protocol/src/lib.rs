@@ -28,6 +28,8 @@ pub mod message;
 #[cfg_attr(feature = "compress", allow(dead_code))]
 mod inflate;
 mod pkcs1;
+#[cfg(feature = "proxy-header")]
+pub mod proxy_header;
 mod rng;
 
 pub use codec::DecodeError;

@@ -4,11 +4,12 @@
 //! A node that leaves the registry gets no new sessions; the sessions it has keep running (each
 //! holds a [`Lease`] on the node) and the node is forgotten once the last one ends.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use mpush_protocol::proxy_header::ProxyHeader;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -282,7 +283,13 @@ impl Upstreams {
             if self.proxy_protocol {
                 // Alone and first on the connection: it must precede the first MPUSH packet,
                 // which the relay writes only after this returns.
-                s.write_all(&proxy_v2_header(client, s.peer_addr()?)).await?;
+                let header = match client {
+                    Some(source) => ProxyHeader::Tcp { source, destination: s.peer_addr()? },
+                    None => ProxyHeader::Local,
+                };
+                let mut bytes = Vec::new();
+                header.encode_v2(&mut bytes);
+                s.write_all(&bytes).await?;
             }
             Ok::<_, std::io::Error>(s)
         };
@@ -336,54 +343,12 @@ impl Upstreams {
     }
 }
 
-/// A PROXY protocol v2 header (HAProxy's spec): PROXY over TCP from `client` to `server`, or
-/// LOCAL (no addresses) for `None`. Mixed families are sent as IPv6, IPv4 mapped.
-pub(crate) fn proxy_v2_header(client: Option<SocketAddr>, server: SocketAddr) -> Vec<u8> {
-    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    let Some(client) = client else {
-        h.extend_from_slice(&[0x20, 0x00, 0, 0]);
-        return h;
-    };
-    match (client.ip().to_canonical(), server.ip().to_canonical()) {
-        (IpAddr::V4(src), IpAddr::V4(dst)) => {
-            h.extend_from_slice(&[0x21, 0x11, 0, 12]);
-            h.extend_from_slice(&src.octets());
-            h.extend_from_slice(&dst.octets());
-        }
-        (src, dst) => {
-            let v6 = |ip: IpAddr| match ip {
-                IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-                IpAddr::V6(v6) => v6,
-            };
-            h.extend_from_slice(&[0x21, 0x21, 0, 36]);
-            h.extend_from_slice(&v6(src).octets());
-            h.extend_from_slice(&v6(dst).octets());
-        }
-    }
-    h.extend_from_slice(&client.port().to_be_bytes());
-    h.extend_from_slice(&server.port().to_be_bytes());
-    h
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::net::TcpListener;
 
-    const CLIENT: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7)), 40000);
-
-    #[test]
-    fn proxy_v2_headers() {
-        let server: SocketAddr = "10.0.0.1:3000".parse().unwrap();
-        let mut want = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-        want.extend_from_slice(&[0x21, 0x11, 0, 12, 192, 0, 2, 7, 10, 0, 0, 1, 0x9c, 0x40, 0x0b, 0xb8]);
-        assert_eq!(proxy_v2_header(Some(CLIENT), server), want);
-        let local = proxy_v2_header(None, server);
-        assert_eq!((local.len(), local[12], local[13]), (16, 0x20, 0x00));
-        let v6 = proxy_v2_header(Some("[2001:db8::7]:1".parse().unwrap()), server);
-        assert_eq!((v6.len(), v6[13], v6[15]), (16 + 36, 0x21, 36));
-        assert_eq!(&v6[16 + 16..16 + 32], &std::net::Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped().octets());
-    }
+    const CLIENT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7)), 40000);
 
     fn pool(addrs: &[String], registry: bool) -> Upstreams {
         Upstreams::new(addrs, registry, Duration::from_secs(1), Arc::new(Metrics::new(registry)))
