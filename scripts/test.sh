@@ -100,6 +100,8 @@ step "proxy without the demo feature (clippy, no gateway linked)" proxy_without_
 # The sans-IO core must build for wasm32 on its own, with no OS randomness backend.
 step "protocol builds for wasm32 without getrandom" \
   cargo build -p mpush-protocol --target wasm32-unknown-unknown --lib --locked
+# Public items are documented and their docs build without warnings (broken links, bare URLs).
+step "cargo doc --workspace (rustdoc -D warnings)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "cargo test --workspace" cargo test --workspace --locked
 # mpush-protocol as the browser package builds it (no `compress`, no `server`): its own
 # inflater and deflate, and the reference vectors (tests that need ServerSession are skipped).

@@ -80,7 +80,7 @@ pub struct Cli {
     /// Allowed Origin (exact, or *); repeat, or comma-separate [default: same origin only].
     #[arg(long = "allowed-origin", env = "MPUSH_PROXY_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
-    /// The origin this proxy's pages are served from, e.g. https://push.example.com; its pages
+    /// The origin this proxy's pages are served from, e.g. `https://push.example.com`; its pages
     /// may open WebSockets [default: none: with no --allowed-origin, loopback pages only].
     #[arg(long, env = "MPUSH_PROXY_PUBLIC_ORIGIN", value_name = "ORIGIN")]
     pub public_origin: Option<String>,
