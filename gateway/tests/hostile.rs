@@ -6,36 +6,14 @@
 
 mod common;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{api, start, RawClient, WAIT};
+use common::{api, closed_without_a_byte, connect_from, echoes_heartbeat, start, RawClient, WAIT};
 use mpush_protocol::message::{ErrorMessage, Handshake, Message};
 use mpush_protocol::{Command, ErrorCode, Flags};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
-
-/// Connects to `addr` from the loopback address `from` (Linux routes all of 127/8 to lo).
-async fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
-    let s = TcpSocket::new_v4().expect("socket");
-    s.bind(SocketAddr::new(IpAddr::from(from), 0)).expect("bind source address");
-    s.connect(addr).await.expect("connect")
-}
-
-/// Whether the gateway serves this connection: a heartbeat comes back as `0xDF`.
-async fn echoes_heartbeat(s: &mut TcpStream) -> bool {
-    if s.write_all(&[0xDF]).await.is_err() {
-        return false;
-    }
-    let mut b = [0u8; 1];
-    matches!(tokio::time::timeout(WAIT, s.read(&mut b)).await, Ok(Ok(1)) if b[0] == 0xDF)
-}
-
-/// Whether the gateway closed this connection without a byte.
-async fn closed_without_a_byte(s: &mut TcpStream) -> bool {
-    let mut b = [0u8; 64];
-    matches!(tokio::time::timeout(WAIT, s.read(&mut b)).await, Ok(Ok(0) | Err(_)))
-}
+use tokio::net::TcpStream;
 
 /// Keeps connecting from `from` until the gateway serves the connection (slots are given
 /// back when a closed connection's task ends, a moment after the client sees the close).

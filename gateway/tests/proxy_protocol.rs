@@ -5,14 +5,13 @@
 
 mod common;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{start, RawClient, WAIT};
+use common::{closed_without_a_byte, connect_from, served_after, start, RawClient, WAIT};
 use mpush_protocol::message::{Handshake, Message};
 use mpush_protocol::{Command, Flags};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
 
 /// A PROXY v2 header (PROXY command, TCP over IPv4) naming `client` as the source.
 fn v2_header(client: [u8; 4], port: u16) -> Vec<u8> {
@@ -23,28 +22,6 @@ fn v2_header(client: [u8; 4], port: u16) -> Vec<u8> {
     h.extend_from_slice(&port.to_be_bytes());
     h.extend_from_slice(&3000u16.to_be_bytes());
     h
-}
-
-async fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
-    let s = TcpSocket::new_v4().expect("socket");
-    s.bind(SocketAddr::new(IpAddr::from(from), 0)).expect("bind source address");
-    s.connect(addr).await.expect("connect")
-}
-
-/// Sends `prefix` and a heartbeat in one write; whether the heartbeat comes back.
-async fn served_after(s: &mut TcpStream, prefix: &[u8]) -> bool {
-    let mut bytes = prefix.to_vec();
-    bytes.push(0xDF);
-    if s.write_all(&bytes).await.is_err() {
-        return false;
-    }
-    let mut b = [0u8; 1];
-    matches!(tokio::time::timeout(WAIT, s.read(&mut b)).await, Ok(Ok(1)) if b[0] == 0xDF)
-}
-
-async fn closed_without_a_byte(s: &mut TcpStream) -> bool {
-    let mut b = [0u8; 64];
-    matches!(tokio::time::timeout(WAIT, s.read(&mut b)).await, Ok(Ok(0) | Err(_)))
 }
 
 #[tokio::test]

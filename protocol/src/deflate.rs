@@ -5,6 +5,8 @@
 //! outbound bodies as the Java client does. Any inflater (MPUSH's `java.util.zip.Inflater`,
 //! zlib, miniz) reads the output; it is not byte-identical to Deflater's and need not be.
 
+use crate::inflate::adler32;
+
 /// Window MPUSH's inflater accepts (the zlib header says 32 KB).
 const WINDOW: usize = 32 * 1024;
 const MIN_MATCH: usize = 3;
@@ -74,20 +76,6 @@ impl Bits {
 fn hash(b: &[u8]) -> usize {
     let v = u32::from(b[0]) | u32::from(b[1]) << 8 | u32::from(b[2]) << 16;
     (v.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
-}
-
-fn adler32(data: &[u8]) -> u32 {
-    let (mut a, mut b) = (1u32, 0u32);
-    // 5552 bytes is the most that can be summed before the u32s must be reduced.
-    for chunk in data.chunks(5552) {
-        for &x in chunk {
-            a += u32::from(x);
-            b += a;
-        }
-        a %= 65_521;
-        b %= 65_521;
-    }
-    b << 16 | a
 }
 
 /// zlib-compresses `data`: a zlib header, one final fixed-Huffman block, the Adler-32.

@@ -148,7 +148,8 @@ pub(crate) fn zlib(data: &[u8], max: usize) -> Result<Vec<u8>, InflateError> {
     Ok(out)
 }
 
-fn adler32(data: &[u8]) -> u32 {
+/// The zlib trailer's checksum (RFC 1950), shared with the deflater.
+pub(crate) fn adler32(data: &[u8]) -> u32 {
     let (mut a, mut b) = (1u32, 0u32);
     // 5552 bytes is the most that cannot overflow `b` before the reduction.
     for chunk in data.chunks(5552) {

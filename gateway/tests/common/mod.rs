@@ -272,3 +272,35 @@ impl RawClient {
         self.session = Some((ok.session_id, key, iv));
     }
 }
+
+/// Connects to `addr` from the loopback address `from` (Linux routes all of 127/8 to lo).
+pub async fn connect_from(from: [u8; 4], addr: SocketAddr) -> tokio::net::TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().expect("socket");
+    s.bind(SocketAddr::new(std::net::IpAddr::from(from), 0)).expect("bind source address");
+    s.connect(addr).await.expect("connect")
+}
+
+/// Sends `prefix` and a heartbeat in one write; whether the heartbeat comes back as `0xDF`
+/// (the gateway serves this connection).
+pub async fn served_after(s: &mut tokio::net::TcpStream, prefix: &[u8]) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut bytes = prefix.to_vec();
+    bytes.push(0xDF);
+    if s.write_all(&bytes).await.is_err() {
+        return false;
+    }
+    let mut b = [0u8; 1];
+    matches!(tokio::time::timeout(WAIT, s.read(&mut b)).await, Ok(Ok(1)) if b[0] == 0xDF)
+}
+
+/// Whether the gateway serves this connection: a heartbeat comes back as `0xDF`.
+pub async fn echoes_heartbeat(s: &mut tokio::net::TcpStream) -> bool {
+    served_after(s, &[]).await
+}
+
+/// Whether the gateway closed this connection without a byte.
+pub async fn closed_without_a_byte(s: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut b = [0u8; 64];
+    matches!(tokio::time::timeout(WAIT, s.read(&mut b)).await, Ok(Ok(0) | Err(_)))
+}
