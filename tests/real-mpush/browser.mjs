@@ -17,7 +17,7 @@ import { createHash, generateKeyPairSync } from "node:crypto";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { isDeepStrictEqual, inspect } from "node:util";
-import { startRealMpush, startGateway, startProxy, testKeyPair } from "./stacks.mjs";
+import { pushRaces, startRealMpush, startGateway, startProxy, testKeyPair } from "./stacks.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "../..");
@@ -164,17 +164,11 @@ class Ctx {
   }
 
   async push(body) {
-    // MPUSH 0.8.0 starts waiting for a client's ack only once the push's write has completed
-    // (SingleUserPushTask.PushFutureListener adds the AckTask): on loopback the package's ack
-    // can be read first, MPUSH logs "receive client ack, but task timeout" and later answers
-    // timeout although the client acked (seen in CI, 1 push in ~100). Such a timeout, with
-    // that line written to MPUSH's push log during this push, is counted as the success it
-    // was, and said; the log line is the evidence, a timeout without it stays a timeout.
-    const pushLog = this.t.server?.name === "real-mpush" && this.t.server.dir
-      ? path.join(this.t.server.dir, "logs", "mpush", "push-mpush.log")
-      : null;
-    const logSize = () => (pushLog && existsSync(pushLog) ? statSync(pushLog).size : 0);
-    const before = logSize();
+    // MPUSH 0.8.0's push races (stacks.mjs, pushRaces): a timeout counts as the success it was
+    // only when MPUSH's or PushSender's push log shows the early ack or answer during this
+    // push, and is said; a timeout without that line stays a timeout.
+    const races = pushRaces(this.t.server ?? {}, (line) => log(`  ${line}`));
+    const mark = races.mark();
     const r = await fetch(`${this.t.pushApiUrl}/push`, {
       method: "POST",
       headers: { "content-type": "application/json" },
@@ -182,17 +176,7 @@ class Ctx {
     });
     const text = await r.text();
     if (!r.ok) throw new Error(`push API ${r.status}: ${text}`);
-    const results = JSON.parse(text).results.map((x) => x.result);
-    if (!pushLog || !results.includes("timeout") || logSize() <= before) return results;
-    const early = readFileSync(pushLog).subarray(before).toString("utf8").split("\n")
-      .filter((l) => l.includes("receive client ack, but task timeout"));
-    let n = early.length;
-    return results.map((x) => {
-      if (x !== "timeout" || n === 0) return x;
-      n--;
-      log(`  MPUSH 0.8.0's ack race: its push log shows the client's ack read before MPUSH waited for it; counted as success: ${early[early.length - n - 1].trim()}`);
-      return "success";
-    });
+    return races.explain(JSON.parse(text).results, mark).map((x) => x.result);
   }
 
   user(tag) {

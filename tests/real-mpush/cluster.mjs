@@ -24,7 +24,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { testKeyPair, startRealMpushCluster, startProxy } from "./stacks.mjs";
+import { pushRaces, testKeyPair, startRealMpushCluster, startProxy } from "./stacks.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "../..");
@@ -203,7 +203,13 @@ async function main() {
       return i;
     };
     let pushSeq = 0;
+    // MPUSH 0.8.0's push races (stacks.mjs, pushRaces): a timeout counts as the success it was
+    // only when a node's or PushSender's push log shows the early ack or answer during this
+    // push, and is said. Pushes here ask for no ack (the ack race then cannot happen);
+    // delivery is checked in every client's own log as well.
+    const races = pushRaces(cluster, (line) => log(`  ${line}`));
     const pushResults = async (text, freshRoutes) => {
+      const mark = races.mark();
       const r = await fetch(`${cluster.pushApiUrl}/push`, {
         method: "POST",
         headers: { "content-type": "application/json" },
@@ -211,12 +217,8 @@ async function main() {
       });
       const body = await r.text();
       expect(r.ok, `push API ${r.status}: ${body}`);
-      return JSON.parse(body).results.map((x) => x.result);
+      return races.explain(JSON.parse(body).results, mark).map((x) => x.result);
     };
-    // No ack: MPUSH 0.8.0 registers a push's ack task only after the write to the client has
-    // completed, and a browser on loopback can ack before that; the ack is then dropped
-    // ("receive client ack, but task timeout") and PushSender reports a timeout. Delivery is
-    // checked in every client's own log instead.
     /**
      * A push through PushSender to every client; each must get it. Once a node has failed,
      * `freshRoutes`: PushSender keeps routes 5 minutes and a failed push does not drop them
