@@ -178,8 +178,12 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        // Colours only on a terminal: journald and `docker logs` show escape codes verbatim.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        // Colours only on a terminal, and never with NO_COLOR set (https://no-color.org), as
+        // in mpush-proxy: journald and `docker logs` show escape codes verbatim.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stdout())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .init();
     let config = match load_config(Cli::parse()) {
         Ok(c) => c,
