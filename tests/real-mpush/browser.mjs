@@ -142,6 +142,24 @@ class Ctx {
     return page;
   }
 
+  /**
+   * `n` pages in one new browser context: tabs of one origin, sharing localStorage, Web Locks
+   * and BroadcastChannel, so their clients share one connection.
+   */
+  async tabs(n) {
+    const context = await this.browser.newContext();
+    this.contexts.push(context);
+    const pages = [];
+    for (let i = 0; i < n; i++) {
+      const page = await context.newPage();
+      page.on("pageerror", (e) => log(`    [page error] ${e.message}`));
+      await page.goto(this.pageBase);
+      await page.waitForFunction(() => window.h && window.h.ready, null, { timeout: 20000 });
+      pages.push(page);
+    }
+    return pages;
+  }
+
   async reload(page) {
     await page.reload();
     await page.waitForFunction(() => window.h && window.h.ready, null, { timeout: 20000 });
@@ -560,6 +578,69 @@ const SCENARIOS = [
       expect(r.decoded[0]?.code === 101, `reply: ${JSON.stringify(r)}`);
       expect(r.close !== null, "the connection was closed");
       return r;
+    },
+  },
+  {
+    name: "three tabs share one connection: no kick, every tab gets every push, the leader's close hands over with a fast connect",
+    async run(c) {
+      // Without sharing, each tab's client would be a connection of the same device id and
+      // client type: MPUSH kicks the older one when the user binds again (see the kick
+      // scenario). With it, one tab (the leader) holds the connection and the others follow.
+      const pages = await c.tabs(3);
+      const tabs = [];
+      for (const page of pages) {
+        const t = await c.client(page);
+        expect((await t.connect()).ok, "connect");
+        tabs.push(t);
+      }
+      const roles = async (ts) => Promise.all(ts.map(async (t) => (await t.info()).sharing));
+      const before = await roles(tabs);
+      expect([...before].sort().join() === "follower,follower,leader", `roles: ${before}`);
+      const leader = tabs[before.indexOf("leader")];
+      const followers = tabs.filter((t) => t !== leader);
+      const devices = new Set(await Promise.all(tabs.map(async (t) => (await t.info()).deviceId)));
+      expect(devices.size === 1, `one device id for the origin: ${[...devices]}`);
+
+      const user = c.user("tabs");
+      const obs = { rolesBefore: [...before].sort() };
+      obs.bind = await followers[0].bind(user); // a follower binds for all
+      obs.auto = await c.push({ userId: user, content: "tabs auto", ack: "auto" });
+      for (const t of tabs) await t.waitEvent((e) => e.ev === "push" && e.text === "tabs auto", 5000, "the push in every tab");
+      // A biz push acked by a follower: the ack goes out once, through the leader.
+      const biz = c.push({ userId: user, content: "tabs biz", ack: "biz", timeoutMs: 5000 });
+      for (const t of tabs) await t.waitEvent((e) => e.ev === "push" && e.text === "tabs biz", 5000, "the biz push in every tab");
+      obs.bizAck = await followers[1].ackPush("tabs biz");
+      obs.biz = await biz;
+      // The leader tells every tab on a BroadcastChannel that the push was acked, as it writes
+      // the ack; once that message is in, another tab's ack() sends nothing and says so (before
+      // it, the leader refuses the second ack itself: one ack reaches the server either way).
+      // The message is a browser-process hop away, not always in by the time the server has
+      // answered the push API on a busy machine: give it half a second.
+      await sleep(500);
+      obs.bizAckAgain = await followers[0].ackPush("tabs biz");
+      expect(obs.bind.ok && obs.auto[0] === "success" && obs.biz[0] === "success", JSON.stringify(obs));
+      expect(obs.bizAck === true && obs.bizAckAgain === false, `acks: ${obs.bizAck}, then ${obs.bizAckAgain}`);
+
+      // The leader's tab closes: a follower takes over, resuming the stored session.
+      for (const t of followers) await t.log(true);
+      await leader.page.close();
+      for (const t of followers) {
+        await t.waitEvent((e) => e.ev === "connect", 15000, "the connect after the handover");
+        await t.waitEvent((e) => e.ev === "bind", 10000, "the user bound again after the handover");
+      }
+      const after = await roles(followers);
+      obs.rolesAfter = [...after].sort();
+      obs.handover = await Promise.all(followers.map(async (t) => (await t.log()).filter((e) => e.ev === "connect").map((e) => ({ fast: e.data.fast }))));
+      obs.afterHandover = await c.push({ userId: user, content: "tabs after handover", ack: "auto" });
+      for (const t of followers) await t.waitEvent((e) => e.ev === "push" && e.text === "tabs after handover", 5000, "the push in both remaining tabs");
+      await sleep(300);
+      obs.kicks = (await Promise.all(followers.map((t) => t.log()))).flat().filter((e) => e.ev === "kick").length;
+      obs.pushesPerTab = await Promise.all(followers.map(async (t) => kinds(await t.log(), "push").length));
+      expect(obs.rolesAfter.join() === "follower,leader", `roles after: ${after}`);
+      expect(obs.handover.every((h) => h.length === 1 && h[0].fast === true), `handover connects: ${JSON.stringify(obs.handover)}`);
+      expect(obs.afterHandover[0] === "success" && obs.kicks === 0, JSON.stringify(obs));
+      expect(obs.pushesPerTab.every((n) => n === 1), `pushes after the handover per tab: ${obs.pushesPerTab}`);
+      return obs;
     },
   },
   {

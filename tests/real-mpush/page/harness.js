@@ -91,7 +91,7 @@ window.h = {
 
   info(id) {
     const c = clients.get(id).client;
-    return { state: c.state, heartbeat: c.heartbeat ?? null, fast: c.lastConnectWasFast, deviceId: c.deviceId };
+    return { state: c.state, heartbeat: c.heartbeat ?? null, fast: c.lastConnectWasFast, deviceId: c.deviceId, sharing: c.sharing ?? null };
   },
 
   connect: (id) => settle(clients.get(id).client.connect()),
