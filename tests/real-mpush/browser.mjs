@@ -12,16 +12,10 @@
 //        run against that MPUSH deployment only (README.md); scenarios that need the suite's own
 //        server settings are skipped and nothing is compared.
 import { createServer } from "node:http";
-import { readFileSync, existsSync, statSync } from "node:fs";
 import { createHash, generateKeyPairSync } from "node:crypto";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { isDeepStrictEqual, inspect } from "node:util";
+import { launchChromium, requireVendoredPackage, startPageServer } from "./pages.mjs";
 import { pushRaces, startRealMpush, startGateway, startProxy, testKeyPair } from "./stacks.mjs";
-
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, "../..");
-const VENDOR = path.join(ROOT, "www/vendor/mpush-client-wasm");
 
 // Server heartbeat bounds and the client's: negotiated = max(serverMin, min(clientMax,
 // serverMax)) = 3500, a value neither side configured alone, so the test sees the rule.
@@ -83,40 +77,6 @@ function startEcho() {
     });
   });
   return new Promise((resolve) => srv.listen(0, "127.0.0.1", () => resolve(srv)));
-}
-
-// ---------------------------------------------------------------------------------------
-// The harness page and the packed package, served from one origin.
-
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json" };
-
-function startPageServer() {
-  const srv = createServer((req, res) => {
-    const p = new URL(req.url, "http://x").pathname;
-    let file;
-    if (p === "/" || p === "/index.html") file = path.join(HERE, "page/index.html");
-    else if (p === "/harness.js") file = path.join(HERE, "page/harness.js");
-    else if (p.startsWith("/vendor/mpush-client-wasm/")) file = path.join(VENDOR, p.slice("/vendor/mpush-client-wasm/".length));
-    if (!file || !path.resolve(file).startsWith(HERE) && !path.resolve(file).startsWith(VENDOR) || !existsSync(file) || !statSync(file).isFile()) {
-      res.writeHead(404);
-      res.end();
-      return;
-    }
-    res.writeHead(200, { "content-type": TYPES[path.extname(file)] || "application/octet-stream" });
-    res.end(readFileSync(file));
-  });
-  return new Promise((resolve) => srv.listen(0, "127.0.0.1", () => resolve(srv)));
-}
-
-async function launchChromium() {
-  const { chromium } = await import("playwright-core");
-  return chromium.launch({
-    executablePath: process.env.CHROMIUM_BIN || "/usr/bin/chromium",
-    args: [
-      "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -692,7 +652,7 @@ function diff(a, b, p = "") {
 async function main() {
   const only = process.env.ONLY ? process.env.ONLY.split(",").map((s) => s.trim().toLowerCase()) : null;
   const scenarios = SCENARIOS.filter((s) => !only || only.some((o) => s.name.toLowerCase().includes(o)));
-  if (!existsSync(path.join(VENDOR, "pkg/index.js"))) throw new Error(`${VENDOR} is missing: run npm run build && scripts/vendor-www.sh`);
+  requireVendoredPackage();
 
   const echo = await startEcho();
   const pages = await startPageServer();

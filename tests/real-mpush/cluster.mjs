@@ -18,58 +18,16 @@
 // Which node a client is on: MPUSH's route in Redis (mp:ur:<user>, the gateway server's port
 // of the node holding the connection) and the proxy's per-node metrics.
 
-import { createServer } from "node:http";
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, statSync } from "node:fs";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 
+import { launchChromium, requireVendoredPackage, startPageServer } from "./pages.mjs";
 import { pushRaces, testKeyPair, startRealMpushCluster, startProxy } from "./stacks.mjs";
-
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, "../..");
-const VENDOR = path.join(ROOT, "www/vendor/mpush-client-wasm");
 const SERVER_HB = { minHeartbeat: 3000, maxHeartbeat: 4000 };
 const CLIENT_HB = { minHeartbeat: 2000, maxHeartbeat: 3500 };
 const WAIT_MS = Number(process.env.CLUSTER_WAIT_MS || 30000);
 
 const log = (...a) => console.log(...a);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// ---------------------------------------------------------------------------------------
-// The harness page and the packed package, served from one origin (as browser.mjs does).
-
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json" };
-
-function startPageServer() {
-  const srv = createServer((req, res) => {
-    const p = new URL(req.url, "http://x").pathname;
-    let file;
-    if (p === "/" || p === "/index.html") file = path.join(HERE, "page/index.html");
-    else if (p === "/harness.js") file = path.join(HERE, "page/harness.js");
-    else if (p.startsWith("/vendor/mpush-client-wasm/")) file = path.join(VENDOR, p.slice("/vendor/mpush-client-wasm/".length));
-    const inside = file && (path.resolve(file).startsWith(HERE) || path.resolve(file).startsWith(VENDOR));
-    if (!inside || !existsSync(file) || !statSync(file).isFile()) {
-      res.writeHead(404);
-      res.end();
-      return;
-    }
-    res.writeHead(200, { "content-type": TYPES[path.extname(file)] || "application/octet-stream" });
-    res.end(readFileSync(file));
-  });
-  return new Promise((resolve) => srv.listen(0, "127.0.0.1", () => resolve(srv)));
-}
-
-async function launchChromium() {
-  const { chromium } = await import("playwright-core");
-  return chromium.launch({
-    executablePath: process.env.CHROMIUM_BIN || "/usr/bin/chromium",
-    args: [
-      "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
-}
 
 // ---------------------------------------------------------------------------------------
 // Clients: one page (own browser context, own storage and device id) per client, bound to its
@@ -148,7 +106,7 @@ function expect(cond, msg) {
 // ---------------------------------------------------------------------------------------
 
 async function main() {
-  if (!existsSync(path.join(VENDOR, "pkg/index.js"))) throw new Error(`${VENDOR} is missing: run npm run build && scripts/vendor-www.sh`);
+  requireVendoredPackage();
   const quiet = (name) => (line) => { if (process.env.VERBOSE) log(`    [${name}] ${line}`); };
   const keys = testKeyPair();
   const pages = await startPageServer();
