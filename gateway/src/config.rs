@@ -124,6 +124,10 @@ pub struct LimitsConfig {
     /// that does not read stops taking them once its socket is full); a push beyond it gets
     /// `failure` at once. A push is always queued when nothing else is.
     pub max_queued_push_bytes: usize,
+    /// Commands queued for one connection and not yet taken by it: pushes, kicks, HTTP-proxy
+    /// replies (1 to [`MAX_QUEUED_COMMANDS`]). A push beyond it gets `failure` at once, like
+    /// one beyond `max-queued-push-bytes`; this one also bounds pushes with little content.
+    pub max_queued_commands: usize,
     /// A write to a client that does not complete within this long closes the connection
     /// (a client that stopped reading), ms.
     pub write_timeout: u64,
@@ -150,6 +154,7 @@ impl Default for LimitsConfig {
             max_field_length: 1024,
             rsa_workers: 0,
             max_queued_push_bytes: 4 * 1024 * 1024,
+            max_queued_commands: 1024,
             write_timeout: 30_000,
             // tokio's TcpListener::bind takes 128 (std's); a flood of a few hundred
             // connections overflows that.
@@ -340,7 +345,7 @@ impl GatewayConfig {
     /// `BIND_TOKEN_SECRET_FILE`, `API_HEADER_READ_TIMEOUT`, and the `[limits]`
     /// keys `MAX_CONNECTIONS`, `MAX_CONNECTIONS_PER_IP`, `MAX_UNAUTHENTICATED_PER_IP`,
     /// `MAX_HANDSHAKE_BODY`, `MAX_FIELD_LENGTH`, `RSA_WORKERS`, `MAX_QUEUED_PUSH_BYTES`,
-    /// `WRITE_TIMEOUT`, `LISTEN_BACKLOG`, `TRUSTED_PROXIES` (comma-separated). Also `DRAIN_TIMEOUT`, the
+    /// `MAX_QUEUED_COMMANDS`, `WRITE_TIMEOUT`, `LISTEN_BACKLOG`, `TRUSTED_PROXIES` (comma-separated). Also `DRAIN_TIMEOUT`, the
     /// `[http]` keys `MAX_IN_FLIGHT`, `MAX_READ_TIMEOUT`, `DENY_PRIVATE_ADDRESSES`
     /// (`true`/`false`), and the `[upstream]` keys `WEBHOOK_QUEUE`, `WEBHOOK_CONCURRENCY`,
     /// `WEBHOOK_TIMEOUT`, `WEBHOOK_ATTEMPTS`, `WEBHOOK_BACKOFF`, `WEBHOOK_MAX_BACKOFF`.
@@ -439,6 +444,7 @@ impl GatewayConfig {
             ("MAX_FIELD_LENGTH", &mut l.max_field_length),
             ("RSA_WORKERS", &mut l.rsa_workers),
             ("MAX_QUEUED_PUSH_BYTES", &mut l.max_queued_push_bytes),
+            ("MAX_QUEUED_COMMANDS", &mut l.max_queued_commands),
             ("LISTEN_BACKLOG", &mut l.listen_backlog),
         ] {
             if let Some(v) = get(name) {
@@ -472,6 +478,12 @@ impl GatewayConfig {
         }
         if self.limits.max_queued_push_bytes == 0 || self.limits.write_timeout == 0 {
             return Err(GatewayError::Config("limits: max-queued-push-bytes and write-timeout must be > 0".into()));
+        }
+        if self.limits.max_queued_commands == 0 || self.limits.max_queued_commands > MAX_QUEUED_COMMANDS {
+            return Err(GatewayError::Config(format!(
+                "limits: max-queued-commands must be 1 to {MAX_QUEUED_COMMANDS}, got {}",
+                self.limits.max_queued_commands
+            )));
         }
         if self.limits.listen_backlog == 0 || self.limits.listen_backlog > MAX_LISTEN_BACKLOG {
             return Err(GatewayError::Config(format!(
@@ -532,6 +544,13 @@ impl GatewayConfig {
         Ok(())
     }
 }
+
+/// The largest `max-queued-commands`, 2^20. The queue is a bound, not a buffer to size for a
+/// burst: a queued push costs about 150 bytes besides its content (the command and its reply
+/// channel), so a million of them let one client that stopped reading pin some 150 MB until
+/// `write-timeout`; a value beyond that is more likely a byte count typed into the wrong key
+/// than a wish. 0 would be a queue that takes nothing (tokio's channel panics on it).
+pub const MAX_QUEUED_COMMANDS: usize = 1 << 20;
 
 /// The largest `listen-backlog`: `listen(2)` takes an `int`. (Linux caps it lower anyway, at
 /// `net.core.somaxconn`.)
@@ -614,6 +633,27 @@ mod tests {
         assert_eq!(c.limits.listen_backlog, 512);
         let e = c.apply_env(|k| (k == "MPUSH_GATEWAY_LISTEN_BACKLOG").then(|| "lots".into())).unwrap_err();
         assert!(e.to_string().contains("MPUSH_GATEWAY_LISTEN_BACKLOG: not a number"), "{e}");
+    }
+
+    #[test]
+    fn max_queued_commands_key() {
+        assert_eq!(GatewayConfig::default().limits.max_queued_commands, 1024);
+        let c = GatewayConfig::from_toml("[limits]\nmax-queued-commands = 2").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.limits.max_queued_commands, 2);
+        let c = GatewayConfig::from_toml(&format!("[limits]\nmax-queued-commands = {MAX_QUEUED_COMMANDS}")).unwrap();
+        c.validate().unwrap();
+        for bad in [0, MAX_QUEUED_COMMANDS + 1, 4 * 1024 * 1024] {
+            let c = GatewayConfig::from_toml(&format!("[limits]\nmax-queued-commands = {bad}")).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(&format!("max-queued-commands must be 1 to 1048576, got {bad}")), "{e}");
+        }
+        assert!(GatewayConfig::from_toml("[limits]\nmax-queued-commands = -1").is_err());
+        let mut c = GatewayConfig::default();
+        c.apply_env(|k| (k == "MPUSH_GATEWAY_MAX_QUEUED_COMMANDS").then(|| "64".into())).unwrap();
+        assert_eq!(c.limits.max_queued_commands, 64);
+        let e = c.apply_env(|k| (k == "MPUSH_GATEWAY_MAX_QUEUED_COMMANDS").then(|| "many".into())).unwrap_err();
+        assert!(e.to_string().contains("MPUSH_GATEWAY_MAX_QUEUED_COMMANDS: not a number"), "{e}");
     }
 
     #[test]

@@ -24,11 +24,6 @@ use crate::router::{split_tags, ConnHandle, ConnId};
 use crate::sink::{Receipt, UpstreamMessage};
 use crate::{now_ms, os_seed, Phase, Shared};
 
-/// Commands queued for one connection (pushes, kicks, HTTP replies). Bounded, so a push storm
-/// at a slow client fails fast (push result "failure") instead of growing memory; the bytes
-/// of the queued pushes are bounded by `[limits] max-queued-push-bytes`.
-pub(crate) const CONN_QUEUE: usize = 1024;
-
 /// What other tasks ask of a connection task.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -105,7 +100,13 @@ pub(crate) async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let id = shared.next_conn_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::channel(CONN_QUEUE);
+    // Commands queued for this connection (pushes, kicks, HTTP replies), at most
+    // `[limits] max-queued-commands`: a push storm at a slow client fails fast (push result
+    // "failure") instead of growing memory; the bytes of the queued pushes are bounded by
+    // `max-queued-push-bytes`. `validate` already refused values outside this range; the clamp
+    // only keeps tokio's channel from panicking should that ever be skipped.
+    let queue = shared.max_queued_commands.clamp(1, crate::config::MAX_QUEUED_COMMANDS);
+    let (tx, mut rx) = mpsc::channel(queue);
     let session = ServerSession::new(shared.server_config.clone(), os_seed(), now_ms());
     let mut c = Conn {
         id,

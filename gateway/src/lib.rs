@@ -134,6 +134,8 @@ pub(crate) struct Shared {
     pub(crate) rsa_permits: Arc<rsa_queue::RsaQueue>,
     /// `[limits] max-queued-push-bytes`.
     pub(crate) max_queued_push_bytes: usize,
+    /// `[limits] max-queued-commands`.
+    pub(crate) max_queued_commands: usize,
     /// `[limits] write-timeout`.
     pub(crate) write_timeout: Duration,
     /// `[limits] trusted-proxies`: peers whose connections open with a PROXY header.
@@ -320,6 +322,7 @@ impl Gateway {
             // Newest first once more than two rounds of workers wait (see rsa_queue.rs).
             rsa_permits: Arc::new(rsa_queue::RsaQueue::new(rsa_workers, 2 * rsa_workers)),
             max_queued_push_bytes: config.limits.max_queued_push_bytes,
+            max_queued_commands: config.limits.max_queued_commands,
             write_timeout: Duration::from_millis(config.limits.write_timeout),
             trusted_proxies: config.limits.trusted_proxies.clone(),
             proxy_header_timeout: Duration::from_millis(

@@ -65,6 +65,10 @@ struct Cli {
     /// ([limits] max-queued-push-bytes).
     #[arg(long)]
     max_queued_push_bytes: Option<usize>,
+    /// Commands (pushes, kicks, HTTP replies) queued for one connection, 1 to 1048576; one
+    /// more push gets "failure" ([limits] max-queued-commands).
+    #[arg(long)]
+    max_queued_commands: Option<usize>,
     /// A write to a client not done within this long closes the connection, ms
     /// ([limits] write-timeout).
     #[arg(long)]
@@ -143,6 +147,7 @@ fn load_config(cli: Cli) -> Result<GatewayConfig, mpush_gateway::GatewayError> {
         (cli.max_field_length, &mut l.max_field_length),
         (cli.rsa_workers, &mut l.rsa_workers),
         (cli.max_queued_push_bytes, &mut l.max_queued_push_bytes),
+        (cli.max_queued_commands, &mut l.max_queued_commands),
         (cli.listen_backlog, &mut l.listen_backlog),
     ] {
         if let Some(v) = cli {

@@ -1,5 +1,5 @@
 //! The binary's flags and environment variables for the HTTP proxy bounds, the private-address
-//! check, the drain and the webhook reach the configuration: a value it refuses makes the
+//! check, the drain, the webhook and the per-connection queue reach the configuration: a value it refuses makes the
 //! binary exit with an error naming the key instead of starting.
 #![allow(clippy::unwrap_used)]
 
@@ -56,4 +56,17 @@ fn http_proxy_drain_and_webhook_keys_from_flags_and_environment() {
         let stderr = refused(&[], &[(name, "soon")]);
         assert!(stderr.contains(name), "{stderr}");
     }
+}
+
+#[test]
+fn max_queued_commands_from_flag_and_environment() {
+    let out_of_range = "max-queued-commands must be 1 to 1048576";
+    for (args, env) in
+        [(&["--max-queued-commands", "0"][..], &[][..]), (&[], &[("MPUSH_GATEWAY_MAX_QUEUED_COMMANDS", "2000000")])]
+    {
+        let stderr = refused(args, env);
+        assert!(stderr.contains(out_of_range), "{args:?} {env:?}: {stderr}");
+    }
+    let stderr = refused(&[], &[("MPUSH_GATEWAY_MAX_QUEUED_COMMANDS", "lots")]);
+    assert!(stderr.contains("MPUSH_GATEWAY_MAX_QUEUED_COMMANDS"), "{stderr}");
 }

@@ -2,12 +2,15 @@
 //! while the push API sends it many large pushes. The gateway must refuse pushes it cannot
 //! deliver (`failure`) instead of queueing them without limit, close the connection once a
 //! write stalls for `[limits] write-timeout`, and keep serving other clients meanwhile. Time
-//! bounds are generous (`WAIT`); none is a pass criterion beyond "it happened".
+//! bounds are generous (`WAIT`); none is a pass criterion beyond "it happened". Small pushes,
+//! which `max-queued-push-bytes` barely counts, are bounded by `[limits] max-queued-commands`.
 
 mod common;
 
 use base64::Engine as _;
-use common::{api, bind, start, RawClient, WAIT};
+use std::time::Duration;
+
+use common::{api, bind, start, RawClient, TestGateway, WAIT};
 use mpush_protocol::message::{BindUser, Message};
 use mpush_protocol::{ClientEvent, Command};
 use serde_json::json;
@@ -34,6 +37,16 @@ fn noise(len: usize, mut seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// A raw client, handshaked and bound as `user`, that reads nothing from here on.
+async fn silent_client(gw: &TestGateway, device: &str, user: &str) -> RawClient {
+    let mut c = RawClient::connect(gw.handle.mpush_addr()).await;
+    c.handshake(&gw.public_key(), device).await;
+    let bind_body = BindUser { user_id: user.into(), alias: None, tags: None }.encode();
+    c.send_sealed(Command::BIND, 2, &bind_body).await;
+    assert_eq!(c.recv(WAIT).await.expect("bind answer").cmd, Command::OK);
+    c
+}
+
 async fn online(api_addr: std::net::SocketAddr, user: &str) -> bool {
     let (_, body) = api(api_addr, "GET", "/users", None, None).await;
     body["users"].as_array().is_some_and(|u| u.iter().any(|e| e["userId"] == user))
@@ -48,11 +61,7 @@ async fn a_client_that_never_reads_gets_pushes_refused_then_is_closed_while_othe
     .await;
     let api_addr = gw.handle.api_addr();
 
-    let mut slow = RawClient::connect(gw.handle.mpush_addr()).await;
-    slow.handshake(&gw.public_key(), "dev-slow").await;
-    let bind_body = BindUser { user_id: "slow".into(), alias: None, tags: None }.encode();
-    slow.send_sealed(Command::BIND, 2, &bind_body).await;
-    assert_eq!(slow.recv(WAIT).await.expect("bind answer").cmd, Command::OK);
+    let mut slow = silent_client(&gw, "dev-slow", "slow").await;
     let mut fast = gw.connect("dev-fast").await;
     bind(&mut fast, "fast", None).await;
 
@@ -115,5 +124,96 @@ async fn a_client_that_never_reads_gets_pushes_refused_then_is_closed_while_othe
     // The other client is still served after the close.
     let (_, body) = gw.push(json!({"userId": "fast", "content": "after", "ack": "none"})).await;
     assert_eq!(body["results"], json!([{"userId": "fast", "result": "success", "code": 1}]));
+    gw.handle.shutdown().await;
+}
+
+/// `[limits] max-queued-commands` for the test below.
+const MAX_COMMANDS: usize = 2;
+/// Small pushes fired at once at the stalled connection: more than `MAX_COMMANDS`, far fewer
+/// than the default 1024, and far below `max-queued-push-bytes` in content.
+const SMALL: usize = 8;
+/// A push not answered within this long while the client reads nothing is stuck behind a
+/// write the kernel will not take (an unblocked 128 KiB write to loopback takes microseconds).
+const STALLED_AFTER: Duration = Duration::from_secs(2);
+/// "At once": a refusal must come well within this, whereas a queued push waits for
+/// `timeoutMs` (60 s below) or the connection's end.
+const REFUSED_WITHIN: Duration = Duration::from_secs(5);
+
+/// `POST /push` of `content` to `user` without ack, answered when written (or refused), with a
+/// `timeoutMs` long enough that a push left in the queue stays unanswered for the whole test.
+fn push_in_background(
+    api_addr: std::net::SocketAddr,
+    user: &'static str,
+    content: String,
+) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let body = json!({"userId": user, "contentBase64": content, "ack": "none", "timeoutMs": 60_000});
+        let (status, body) = api(api_addr, "POST", "/push", Some(body), None).await;
+        assert_eq!(status, 200, "{body}");
+        body["results"][0]["result"].as_str().unwrap_or_default().to_owned()
+    })
+}
+
+#[tokio::test]
+async fn pushes_beyond_max_queued_commands_fail_at_once_while_the_connection_is_open() {
+    let gw = start(|c| {
+        c.limits.max_queued_commands = MAX_COMMANDS;
+        // Neither the byte bound nor the write timeout may answer for the command bound.
+        c.limits.max_queued_push_bytes = 64 * 1024 * 1024;
+        c.limits.write_timeout = 120_000;
+        c.drain_timeout = 1_000;
+    })
+    .await;
+    let api_addr = gw.handle.api_addr();
+    let slow = silent_client(&gw, "dev-stalled", "stalled").await;
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+
+    // Large pushes one at a time until one is not written: the socket buffers are full and the
+    // connection's task is stuck in that write, taking nothing from its queue.
+    let mut stalled = None;
+    for n in 0..ROUNDS * WAVE {
+        let mut call = push_in_background(api_addr, "stalled", encode(&noise(PUSH_BYTES, n as u64 + 1)));
+        match tokio::time::timeout(STALLED_AFTER, &mut call).await {
+            Ok(result) => assert_eq!(result.expect("api call"), "success", "push {n} while the queue is empty"),
+            Err(_) => {
+                stalled = Some(call);
+                break;
+            }
+        }
+    }
+    let stalled = stalled.expect("every push was written to a client that never reads");
+
+    // Small pushes at once: `MAX_COMMANDS` fit in the queue and wait; the others are refused
+    // at once. With the default of 1024 all of them would wait.
+    let started = tokio::time::Instant::now();
+    let calls: Vec<_> =
+        (0..SMALL).map(|i| push_in_background(api_addr, "stalled", encode(format!("small {i}").as_bytes()))).collect();
+    let refused_count = SMALL - MAX_COMMANDS;
+    while calls.iter().filter(|c| c.is_finished()).count() < refused_count {
+        assert!(
+            started.elapsed() < REFUSED_WITHIN,
+            "{} of {SMALL} small pushes answered within {REFUSED_WITHIN:?}, expected {refused_count} refusals",
+            calls.iter().filter(|c| c.is_finished()).count()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // No more than that: the rest are queued, not answered.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (answered, queued): (Vec<_>, Vec<_>) = calls.into_iter().partition(|c| c.is_finished());
+    assert_eq!((answered.len(), queued.len()), (refused_count, MAX_COMMANDS));
+    for call in answered {
+        assert_eq!(call.await.expect("api call"), "failure");
+    }
+    // The refusals came while the connection was open and still stuck in its write.
+    assert!(online(api_addr, "stalled").await, "the stalled connection was closed: failures were not refusals");
+    assert!(!stalled.is_finished(), "the large push's write completed: the queue was being taken");
+
+    // The client goes away with its unread bytes: the stuck write fails, and so do the pushes
+    // it had in its queue (never written).
+    drop(slow);
+    assert_eq!(tokio::time::timeout(WAIT, stalled).await.expect("answered").expect("api call"), "failure");
+    for call in queued {
+        assert_eq!(tokio::time::timeout(WAIT, call).await.expect("answered").expect("api call"), "failure");
+    }
     gw.handle.shutdown().await;
 }
