@@ -84,15 +84,7 @@ fn authorized(shared: &Shared, req: &Request<Incoming>) -> bool {
 async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let resp = match (req.method(), path.as_str()) {
-        (&Method::GET, "/health") => json_response(
-            StatusCode::OK,
-            &json!({
-                "status": "ok",
-                "connections": shared.active.load(std::sync::atomic::Ordering::Relaxed),
-                "users": shared.router.user_count(),
-                "refusedConnections": shared.limits.refused.load(std::sync::atomic::Ordering::Relaxed),
-            }),
-        ),
+        (&Method::GET, "/health") => json_response(StatusCode::OK, &health(&shared)),
         (&Method::GET, "/public-key") => {
             let mut r = Response::new(Full::new(Bytes::from(format!("{}\n", shared.public_key))));
             r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
@@ -124,6 +116,30 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
         _ => error(StatusCode::NOT_FOUND, "not found"),
     };
     Ok(resp)
+}
+
+/// `GET /health`: open connections, bound users, connections refused by the caps and, with
+/// `[upstream] webhook`, the webhook sink's counters (`upstream`), so an operator sees pushes
+/// piling up or being given up.
+fn health(shared: &Shared) -> serde_json::Value {
+    let mut health = json!({
+        "status": "ok",
+        "connections": shared.active.load(std::sync::atomic::Ordering::Relaxed),
+        "users": shared.router.user_count(),
+        "refusedConnections": shared.limits.refused.load(std::sync::atomic::Ordering::Relaxed),
+    });
+    if let Some(webhook) = &shared.webhook {
+        let s = webhook.stats();
+        health["upstream"] = json!({
+            "stored": s.stored,
+            "refused": s.refused,
+            "givenUp": s.given_up,
+            "retries": s.retries,
+            "queued": s.queued,
+            "posting": s.posting,
+        });
+    }
+    health
 }
 
 /// The body, at most `MAX_BODY` bytes.

@@ -116,6 +116,9 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) router: Router,
     pub(crate) sink: Arc<dyn UpstreamSink>,
+    /// The webhook sink built from `[upstream] webhook`, whose counters `GET /health` shows;
+    /// `None` with the log sink or a sink given in [`GatewayOptions`].
+    pub(crate) webhook: Option<WebhookSink>,
     pub(crate) http_proxy: Arc<HttpProxy>,
     pub(crate) public_key: String,
     pub(crate) api_token: Option<String>,
@@ -295,10 +298,13 @@ impl Gateway {
                 (m.clone(), Some(m))
             }
         };
-        let sink: Arc<dyn UpstreamSink> = match (options.sink, &config.upstream.webhook) {
-            (Some(s), _) => s,
-            (None, Some(url)) => Arc::new(WebhookSink::with_config(url.clone(), &config.upstream)),
-            (None, None) => Arc::new(LogSink),
+        let (sink, webhook): (Arc<dyn UpstreamSink>, _) = match (options.sink, &config.upstream.webhook) {
+            (Some(s), _) => (s, None),
+            (None, Some(url)) => {
+                let webhook = WebhookSink::with_config(url.clone(), &config.upstream);
+                (Arc::new(webhook.clone()), Some(webhook))
+            }
+            (None, None) => (Arc::new(LogSink), None),
         };
         let backlog = config.limits.listen_backlog;
         let mpush = listen(config.listen, backlog)?;
@@ -309,6 +315,7 @@ impl Gateway {
             store,
             router: Router::default(),
             sink,
+            webhook,
             http_proxy: Arc::new(HttpProxy::new(config.http.clone())),
             public_key: keys.public_key_base64,
             api_token: config.api.token.clone().filter(|t| !t.is_empty()),

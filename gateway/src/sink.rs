@@ -115,7 +115,7 @@ impl UpstreamSink for LogSink {
     }
 }
 
-/// Counts of what a [`WebhookSink`] did since start.
+/// Counts of what a [`WebhookSink`] did since start, and what it has under way now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WebhookStats {
@@ -127,6 +127,11 @@ pub struct WebhookStats {
     pub given_up: u64,
     /// POSTs that failed (non-2xx, no connection, timeout) and were tried again.
     pub retries: u64,
+    /// Pushes taken and not yet stored or given up, now: posting, waiting for a POST slot or
+    /// for a retry (at most `webhook-queue`).
+    pub queued: u64,
+    /// POSTs under way now (at most `webhook-concurrency`).
+    pub posting: u64,
 }
 
 #[derive(Debug, Default)]
@@ -146,8 +151,12 @@ struct Webhook {
     max_backoff: Duration,
     /// Pushes taken and not yet stored or given up (`webhook-queue`).
     queue: Arc<Semaphore>,
+    /// `queue`'s permits in all: those taken are the pushes queued.
+    queue_size: usize,
     /// POSTs under way (`webhook-concurrency`).
     posting: Semaphore,
+    /// `posting`'s permits in all: those taken are the POSTs under way.
+    concurrency: usize,
     /// Every push's task, so that a drain can wait for them.
     tasks: TaskTracker,
     counters: Counters,
@@ -171,6 +180,8 @@ impl WebhookSink {
     /// A sink posting to `url` with `config`'s queue, concurrency, timeout and retry
     /// settings (zeros are raised to 1).
     pub fn with_config(url: impl Into<String>, config: &UpstreamConfig) -> WebhookSink {
+        let queue_size = config.webhook_queue.clamp(1, Semaphore::MAX_PERMITS);
+        let concurrency = config.webhook_concurrency.clamp(1, Semaphore::MAX_PERMITS);
         WebhookSink {
             inner: Arc::new(Webhook {
                 url: url.into(),
@@ -178,22 +189,30 @@ impl WebhookSink {
                 attempts: config.webhook_attempts.max(1),
                 backoff: Duration::from_millis(config.webhook_backoff),
                 max_backoff: Duration::from_millis(config.webhook_max_backoff.max(config.webhook_backoff)),
-                queue: Arc::new(Semaphore::new(config.webhook_queue.clamp(1, Semaphore::MAX_PERMITS))),
-                posting: Semaphore::new(config.webhook_concurrency.clamp(1, Semaphore::MAX_PERMITS)),
+                queue: Arc::new(Semaphore::new(queue_size)),
+                queue_size,
+                posting: Semaphore::new(concurrency),
+                concurrency,
                 tasks: TaskTracker::new(),
                 counters: Counters::default(),
             }),
         }
     }
 
-    /// What the sink did since start.
+    /// What the sink did since start, and what it has under way now.
     pub fn stats(&self) -> WebhookStats {
-        let c = &self.inner.counters;
+        let w = &self.inner;
+        let c = &w.counters;
+        // Neither semaphore is ever closed, and permits only go back to them, so the taken
+        // ones are exactly the pushes queued and the POSTs under way.
+        let taken = |size: usize, free: usize| u64::try_from(size.saturating_sub(free)).unwrap_or(u64::MAX);
         WebhookStats {
             stored: c.stored.load(Ordering::Relaxed),
             refused: c.refused.load(Ordering::Relaxed),
             given_up: c.given_up.load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
+            queued: taken(w.queue_size, w.queue.available_permits()),
+            posting: taken(w.concurrency, w.posting.available_permits()),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Nothing acked is lost, over real sockets on 127.0.0.1: an upstream auto-ack push is acked
-//! only once the webhook answered 2xx (after retries with backoff), a webhook that never
+//! only once the webhook answered 2xx (after retries with backoff), what the webhook sink
+//! stored, retried, gave up and holds shows in `GET /health`, a webhook that never
 //! answers gets no acks and a full queue refuses more, and a connection task that panics
 //! still gives back its connection slots and its routes.
 
@@ -21,6 +22,7 @@ use mpush_gateway::{
 };
 use mpush_native_client::{NativeClient, Options};
 use mpush_protocol::{AckMode, ClientConfig, ClientEvent, RequestId, RsaPublicKey};
+use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
@@ -90,6 +92,13 @@ async fn client(gw: &GatewayHandle, device: &str, request_timeout: u64) -> Nativ
     c
 }
 
+/// `GET /health`'s `upstream` counters.
+async fn upstream_health(gw: &GatewayHandle) -> serde_json::Value {
+    let (status, health) = api(gw.api_addr(), "GET", "/health", None, None).await;
+    assert_eq!(status, 200, "{health}");
+    health["upstream"].clone()
+}
+
 fn acked(id: RequestId) -> impl FnMut(&ClientEvent) -> bool {
     move |e| matches!(e, ClientEvent::PushAcked { request } if *request == id)
 }
@@ -99,9 +108,12 @@ async fn an_upstream_push_is_acked_only_once_the_webhook_has_it() {
     let (hook, mut posts) = scripted_webhook().await;
     let mut config = GatewayConfig::default();
     config.upstream.webhook = Some(format!("http://{hook}/hook"));
+    config.upstream.webhook_attempts = 3;
     config.upstream.webhook_backoff = 20;
     config.upstream.webhook_max_backoff = 40;
     let gw = start_with(config, None).await;
+    let counters = |stored: u64, given_up: u64, retries: u64, queued: u64, posting: u64| json!({"stored": stored, "refused": 0, "givenUp": given_up, "retries": retries, "queued": queued, "posting": posting});
+    assert_eq!(upstream_health(&gw).await, counters(0, 0, 0, 0, 0));
     let mut c = client(&gw, "dev-retry", 20_000).await;
     bind(&mut c, "writer", None).await;
     let id = c.push(b"keep me".to_vec(), AckMode::Auto).await.expect("push").expect("auto ack has an id");
@@ -114,12 +126,41 @@ async fn an_upstream_push_is_acked_only_once_the_webhook_has_it() {
         post.respond.send(status).expect("answered");
     }
     let third = next_post(&mut posts).await;
-    assert_eq!((third.attempt.as_str(), &third.body["userId"]), ("3", &serde_json::json!("writer")));
+    assert_eq!((third.attempt.as_str(), &third.body["userId"]), ("3", &json!("writer")));
     let early = tokio::time::timeout(Duration::from_millis(300), c.wait_for(acked(id))).await;
     assert!(early.is_err(), "acked before the webhook stored it: {early:?}");
-    // The webhook takes it: now the client gets its ack.
+    // An operator sees the push queued, its third POST under way and the two retries.
+    assert_eq!(upstream_health(&gw).await, counters(0, 0, 2, 1, 1));
+    // The webhook takes it: now the client gets its ack, and it counts as stored.
     third.respond.send(200).expect("answered");
     c.wait_for(acked(id)).await.expect("acked once stored");
+    assert_eq!(upstream_health(&gw).await, counters(1, 0, 2, 0, 0));
+
+    // Two more taken at once: stored counts each push once.
+    for text in ["two", "three"] {
+        let id = c.push(text.as_bytes().to_vec(), AckMode::Auto).await.expect("push").expect("id");
+        next_post(&mut posts).await.respond.send(200).expect("answered");
+        c.wait_for(acked(id)).await.expect("acked once stored");
+    }
+    assert_eq!(upstream_health(&gw).await, counters(3, 0, 2, 0, 0));
+
+    // One the webhook refuses on every attempt is given up (and never acked).
+    let lost = c.push(b"refused".to_vec(), AckMode::Auto).await.expect("push").expect("id");
+    for n in ["1", "2", "3"] {
+        let post = next_post(&mut posts).await;
+        assert_eq!((post.attempt.as_str(), &post.body["contentBase64"]), (n, &json!("cmVmdXNlZA==")));
+        post.respond.send(500).expect("answered");
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut upstream = upstream_health(&gw).await;
+    while upstream["givenUp"] != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the push was not given up: {upstream}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        upstream = upstream_health(&gw).await;
+    }
+    assert_eq!(upstream, counters(3, 1, 4, 0, 0));
+    let late = tokio::time::timeout(Duration::from_millis(300), c.wait_for(acked(lost))).await;
+    assert!(late.is_err(), "a push given up was acked: {late:?}");
     gw.shutdown().await;
 }
 
@@ -195,9 +236,11 @@ async fn a_panicking_connection_task_gives_back_its_slots_and_routes() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (_, users) = api(api_addr, "GET", "/users", None, None).await;
-    assert_eq!(users["users"], serde_json::json!([]));
-    let (_, pushed) =
-        api(api_addr, "POST", "/push", Some(serde_json::json!({"userId": "victim", "content": "x"})), None).await;
+    assert_eq!(users["users"], json!([]));
+    // No webhook configured: `/health` has no webhook counters.
+    let (_, health) = api(api_addr, "GET", "/health", None, None).await;
+    assert_eq!(health.get("upstream"), None, "{health}");
+    let (_, pushed) = api(api_addr, "POST", "/push", Some(json!({"userId": "victim", "content": "x"})), None).await;
     assert_eq!(pushed["results"][0]["result"], "offline");
     // max-connections = 1: a new connection is admitted, so the slot came back.
     let mut again = client(&gw, "dev-after", 10_000).await;
