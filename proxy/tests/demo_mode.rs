@@ -7,61 +7,37 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
+use common::child::{spawn_until_line, ChildGuard};
 use common::T;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The binary in demo mode on 127.0.0.1:0; killed on drop.
 struct Demo {
-    child: Child,
+    _child: ChildGuard,
     addr: SocketAddr,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn start_demo() -> Demo {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("key.toml");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mpush-proxy"))
-        .args(["--demo", "--listen", "127.0.0.1:0", "--gateway-key-file", key.to_str().unwrap()])
-        .args(["--log-level", "warn"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mpush-proxy"));
+    cmd.args(["--demo", "--listen", "127.0.0.1:0", "--gateway-key-file", key.to_str().unwrap()])
+        .args(["--log-level", "warn"]);
     // The banner's "push API    http://127.0.0.1:PORT/api/push ..." line (the console line is
-    // printed only when www/ is served); keep draining stdout after it.
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let url = line.trim().strip_prefix("push API").and_then(|u| u.split_whitespace().next());
-            if let Some(addr) = url
-                .and_then(|u| u.strip_prefix("http://"))
-                .and_then(|a| a.strip_suffix("/api/push"))
-                .and_then(|a| a.parse().ok())
-            {
-                let _ = tx.send(addr);
-            }
-        }
-    });
+    // printed only when www/ is served).
+    let push_api = |line: &str| {
+        let url = line.trim().strip_prefix("push API")?.split_whitespace().next()?;
+        url.strip_prefix("http://")?.strip_suffix("/api/push")?.parse::<SocketAddr>().ok()
+    };
     // Generating the gateway's key pair takes a moment on first start.
-    let wait = std::time::Duration::from_secs(60);
-    let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(wait))
-        .await
-        .unwrap()
-        .expect("no push API line in the banner");
-    Demo { child, addr, _dir: dir }
+    let (child, addr) = spawn_until_line(&mut cmd, push_api, Duration::from_secs(60)).await;
+    Demo { _child: child, addr, _dir: dir }
 }
 
 /// One request with exactly these headers (and `Connection: close`); returns status and body.

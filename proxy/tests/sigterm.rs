@@ -5,35 +5,25 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::child::spawn_until_line;
 use common::*;
 
 #[tokio::test]
 async fn sigterm_closes_sessions_with_1001_and_exits_0() {
     let mut up = FakeUpstream::start().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mpush-proxy"))
-        .args(["--listen", "127.0.0.1:0", "--upstream", &up.addr, "--drain-timeout", "1s"])
-        .args(["--log-format", "json", "--log-level", "info"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // The bound address comes from the "listening" log line; keep draining stdout after it.
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-            if let Some(addr) = v["fields"]["local_addr"].as_str().and_then(|a| a.parse().ok()) {
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(T)).await.unwrap().expect("no listening line");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mpush-proxy"));
+    cmd.args(["--listen", "127.0.0.1:0", "--upstream", &up.addr, "--drain-timeout", "1s"]);
+    cmd.args(["--log-format", "json", "--log-level", "info"]);
+    // The bound address comes from the "listening" log line.
+    let listening = |line: &str| {
+        let v = serde_json::from_str::<serde_json::Value>(line).ok()?;
+        v["fields"]["local_addr"].as_str()?.parse::<SocketAddr>().ok()
+    };
+    let (mut child, addr) = spawn_until_line(&mut cmd, listening, T).await;
 
     let mut ws = connect(addr).await;
     let mut conn = up.accept().await;

@@ -5,18 +5,16 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 use mpush_gateway::config::GatewayConfig;
 use mpush_gateway::push::PushTarget;
 use mpush_gateway::Gateway;
+// `host` is on here through mpush-gateway, a dev-dependency that turns the feature on.
+use mpush_protocol::host::now_ms;
 use mpush_protocol::message::{HttpMethod, HttpRequest};
 use mpush_protocol::{AckMode, ClientConfig, ClientEvent, ClientSession, RsaPublicKey, StoredSession};
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
-}
 
 /// Sends everything the session queued, then reads until `want` matches an event.
 async fn until(ws: &mut Ws, s: &mut ClientSession, want: impl Fn(&ClientEvent) -> bool) -> Vec<ClientEvent> {
@@ -37,7 +35,7 @@ async fn until(ws: &mut Ws, s: &mut ClientSession, want: impl Fn(&ClientEvent) -
             }
         }
         let bytes = recv(ws).await;
-        s.handle_input(now(), &bytes).unwrap();
+        s.handle_input(now_ms(), &bytes).unwrap();
     }
 }
 
@@ -56,12 +54,12 @@ async fn native_client_through_proxy_and_gateway() {
     // Handshake and bind over the bridge.
     let (mut ws, _) = try_connect(proxy.addr, None).await.unwrap();
     let mut s = ClientSession::new(client_config.clone(), [3; 32]).unwrap();
-    s.handle_connected(now()).unwrap();
+    s.handle_connected(now_ms()).unwrap();
     let ev = until(&mut ws, &mut s, |e| matches!(e, ClientEvent::HandshakeOk { .. })).await;
     let Some(ClientEvent::HandshakeOk { heartbeat, session }) = ev.last() else { panic!("{ev:?}") };
     assert_eq!(*heartbeat, 180_000);
     let stored: StoredSession = session.clone();
-    s.bind(now(), "bridge-user", None, Some("vip")).unwrap();
+    s.bind(now_ms(), "bridge-user", None, Some("vip")).unwrap();
     until(&mut ws, &mut s, |e| matches!(e, ClientEvent::Bound { .. })).await;
 
     // A push through the gateway with auto ack: success only once the client's ack came back
@@ -90,7 +88,7 @@ async fn native_client_through_proxy_and_gateway() {
         headers: vec![("content-type".into(), "application/json".into())],
         body: br#"{"n":42}"#.to_vec(),
     };
-    s.http_request(now(), req).unwrap();
+    s.http_request(now_ms(), req).unwrap();
     let ev = until(&mut ws, &mut s, |e| matches!(e, ClientEvent::HttpResponse { .. })).await;
     let Some(ClientEvent::HttpResponse { response, .. }) = ev.last() else { panic!("{ev:?}") };
     assert_eq!(response.status_code, 200);
@@ -102,13 +100,13 @@ async fn native_client_through_proxy_and_gateway() {
 
     // A new WebSocket resumes the session with fast connect and binds again by itself.
     drop(ws);
-    s.handle_disconnected(now());
+    s.handle_disconnected(now_ms());
     let (mut ws, _) = try_connect(proxy.addr, None).await.unwrap();
     let mut resumed = ClientSession::resume(client_config, [4; 32], stored).unwrap();
-    resumed.handle_connected(now()).unwrap();
+    resumed.handle_connected(now_ms()).unwrap();
     let ev = until(&mut ws, &mut resumed, |e| matches!(e, ClientEvent::FastConnected { .. })).await;
     assert!(matches!(ev.last(), Some(ClientEvent::FastConnected { heartbeat: 180_000 })), "{ev:?}");
-    resumed.bind(now(), "bridge-user", None, None).unwrap();
+    resumed.bind(now_ms(), "bridge-user", None, None).unwrap();
     until(&mut ws, &mut resumed, |e| matches!(e, ClientEvent::Bound { .. })).await;
     let results = gateway
         .pusher()

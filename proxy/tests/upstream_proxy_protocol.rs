@@ -7,6 +7,7 @@ mod common;
 
 use std::net::{IpAddr, SocketAddr};
 
+use common::child::spawn_until_line;
 use common::*;
 use futures_util::StreamExt;
 use mpush_gateway::config::GatewayConfig;
@@ -97,42 +98,19 @@ async fn a_gateway_trusting_the_proxy_counts_each_browser() {
 
 #[tokio::test]
 async fn demo_mode_with_the_flag_has_its_gateway_trust_the_proxy() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command as Process, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("key.toml");
-    let mut child = Process::new(env!("CARGO_BIN_EXE_mpush-proxy"))
-        .args(["--demo", "--upstream-proxy-protocol", "--listen", "127.0.0.1:0", "--log-level", "warn"])
-        .args(["--gateway-key-file", key.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mpush-proxy"));
+    cmd.args(["--demo", "--upstream-proxy-protocol", "--listen", "127.0.0.1:0", "--log-level", "warn"])
+        .args(["--gateway-key-file", key.to_str().unwrap()]);
     // The banner's "websocket   ws://127.0.0.1:PORT/mpush" line.
-    let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let url = line.trim().strip_prefix("websocket").map(str::trim);
-            if let Some(addr) = url.and_then(|u| u.strip_prefix("ws://")).and_then(|a| a.split('/').next()) {
-                if let Ok(addr) = addr.parse() {
-                    let _ = tx.send(addr);
-                }
-            }
-        }
-    });
-    let wait = std::time::Duration::from_secs(60);
-    let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(wait)).await.unwrap();
-    let served = match addr {
-        Ok(addr) => {
-            // A header the embedded gateway did not read would swallow the heartbeat as the
-            // start of an oversized packet.
-            let mut ws = ws_from([127, 0, 0, 2], addr).await;
-            heartbeat_echoed(&mut ws).await
-        }
-        Err(_) => false,
+    let websocket = |line: &str| {
+        let url = line.trim().strip_prefix("websocket")?.trim();
+        url.strip_prefix("ws://")?.split('/').next()?.parse::<SocketAddr>().ok()
     };
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(served, "a session through the demo proxy with upstream_proxy_protocol is served");
+    let (_child, addr) = spawn_until_line(&mut cmd, websocket, std::time::Duration::from_secs(60)).await;
+    // A header the embedded gateway did not read would swallow the heartbeat as the start of
+    // an oversized packet.
+    let mut ws = ws_from([127, 0, 0, 2], addr).await;
+    assert!(heartbeat_echoed(&mut ws).await, "a session through the demo proxy with upstream_proxy_protocol is served");
 }

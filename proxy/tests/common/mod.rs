@@ -1,6 +1,8 @@
 //! Test harness: a running proxy on 127.0.0.1:0, a scripted fake MPUSH upstream, a WebSocket
-//! client and a raw HTTP/1.1 client.
+//! client, a raw HTTP/1.1 client and the real binary as a child process.
 #![allow(dead_code, clippy::unwrap_used)]
+
+pub mod child;
 
 use std::net::SocketAddr;
 use std::time::Duration;
