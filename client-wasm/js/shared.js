@@ -210,6 +210,7 @@ export class MPushClient {
     this._awaiting = new Set(); // "biz" push ids not acked yet
     this._wanted = undefined; // the leader's bind arguments (null: none); undefined: unknown
     this._info = undefined; // the last { fast, heartbeat }
+    this._connected = false; // a "connect" was emitted for the current connection
     this._everReady = false;
     this._onPage = (e) => this._page(e);
   }
@@ -273,7 +274,14 @@ export class MPushClient {
   _setState(s) {
     if (s === this._state) return;
     this._state = s;
+    if (s !== "ready") this._connected = false;
     this._emit("state", s);
+  }
+
+  // A follower's `connect` event, once per connection.
+  _connect(info) {
+    this._connected = true;
+    this._emit("connect", info);
   }
 
   _setSharing(s) {
@@ -431,11 +439,16 @@ export class MPushClient {
 
   // A snapshot from the leader; `withState`: take its state too (events bring their own).
   _apply(s, withState) {
+    const joined = withState && !this._connected && this._state !== "ready" && s.state === "ready" && s.info;
     this._snap = s;
     this._info = s.info;
     this._wanted = s.wanted;
     this._everReady = s.everReady;
     if (withState) this._setState(s.state);
+    // A tab that joins a connection which is ready already never saw its `connect` event: it
+    // gets it now, so that every tab's "ready" comes with one `connect`, as in a single tab
+    // (`_connected`: one per connection; the leader's own may still be on its way).
+    if (joined) this._connect(this._info);
     if (s.state === "ready" && this._info) for (const w of this._waiters.splice(0)) w.resolve(this._info);
   }
 
@@ -455,6 +468,7 @@ export class MPushClient {
         return this._apply(m.s, true);
       case "ev":
         this._apply(m.s, false);
+        if (m.n === "connect") return this._connected ? undefined : this._connect(unpack(m.p));
         return m.n === "state" ? this._setState(m.p) : this._emit(m.n, unpack(m.p));
       case "push":
         return this._push(m.p);

@@ -113,6 +113,9 @@ test("three tabs share one connection: every tab gets every push, nobody is kick
   const r = await roles(pages);
   assert.deepEqual([...r].sort(), ["follower", "follower", "leader"]);
   for (const p of pages) assert.equal(await p.evaluate(() => window.client.state), "ready");
+  // Every tab's "ready" comes with one `connect`, also in a tab that joined the connection
+  // after it was ready (it gets the leader's { fast, heartbeat }).
+  for (const p of pages) assert.deepEqual((await p.evaluate(() => window.events("connect"))).map((c) => c.fast), [false]);
   const ids = await Promise.all(pages.map((p) => p.evaluate(() => window.client.deviceId)));
   assert.equal(new Set(ids).size, 1, "one device id");
   await pages[0].waitForFunction(() => window.events("bind").length > 0, null, { timeout: 5000 });
@@ -137,6 +140,20 @@ test("three tabs share one connection: every tab gets every push, nobody is kick
   assert.equal((await stack.push({ userId: user, content: again, ack: "auto", timeoutMs: 5000 })).results[0].result, "success");
   for (const p of pages) await waitTexts(p, [again]);
   assert.equal(await connectionsOf(user), 1);
+  await context.close();
+});
+
+test("a tab that joins a connection that is ready already gets its connect event, once", async () => {
+  const context = await browser.newContext();
+  const [first] = await openClients(context, 1, {});
+  const [late] = await openClients(context, 1, {});
+  assert.deepEqual(await roles([first, late]), ["leader", "follower"]);
+  const connects = await first.evaluate(() => window.events("connect"));
+  assert.equal(connects.length, 1);
+  // The same { fast, heartbeat } as the leader's, and "ready" before it, as in a single tab.
+  assert.deepEqual(await late.evaluate(() => window.events("connect")), connects);
+  const order = await late.evaluate(() => window.log.filter((e) => e.ev === "state" || e.ev === "connect").map((e) => (e.ev === "connect" ? "connect" : e.p)));
+  assert.deepEqual(order, ["connecting", "ready", "connect"]);
   await context.close();
 });
 
@@ -233,17 +250,29 @@ test("closing the leader's tab hands the connection over with a fast connect; no
     }
     await Promise.all(all);
   })();
-  await new Promise((t) => setTimeout(t, 300));
-  const closedAt = Date.now();
-  await leader.close();
-
-  // One remaining tab takes over, the other follows it; both see the fast connect.
-  for (const p of rest) {
-    await p.waitForFunction(() => window.events("connect").length >= 2 && window.client.state === "ready", null, { timeout: 10000 });
+  let closedAt;
+  let readyAt;
+  try {
+    await new Promise((t) => setTimeout(t, 300));
+    closedAt = Date.now();
+    await leader.close();
+    // One remaining tab takes over, the other follows it; both see the fast connect.
+    for (const p of rest) {
+      await p.waitForFunction(() => window.events("connect").length >= 2 && window.client.state === "ready", null, { timeout: 10000 });
+    }
+    readyAt = Math.max(...(await Promise.all(rest.map((p) => p.evaluate(() => window.log.findLast((e) => e.ev === "connect").at)))));
+  } catch (e) {
+    // What each remaining tab saw, for the failure report.
+    for (const p of rest) {
+      const seen = await p.evaluate(() => ({ sharing: window.client.sharing, state: window.client.state, log: window.log.filter((x) => x.ev !== "push") }));
+      t.diagnostic(`a remaining tab: ${JSON.stringify(seen)}`);
+    }
+    throw e;
+  } finally {
+    pushing = false; // a failure must not leave the pusher running (it kept the test process alive)
+    await pusher.catch(() => {});
   }
-  const readyAt = Math.max(...(await Promise.all(rest.map((p) => p.evaluate(() => window.log.findLast((e) => e.ev === "connect").at)))));
-  pushing = false;
-  await pusher;
+  await pusher; // its own failure (a push never delivered), now that the handover went well
   t.diagnostic(`handover: ready again ${readyAt - closedAt} ms after the leader's tab closed; ${delivered.length} pushes, ${retries} retried`);
   assert.deepEqual([...(await roles(rest))].sort(), ["follower", "leader"]);
   for (const p of rest) {
