@@ -33,9 +33,12 @@ before(async () => {
 
   appPort = await freePort();
   stack = await new Stack({ extraOrigins: [`http://127.0.0.1:${appPort}`] }).start();
+  // In a process group of its own: `npx` starts vite as a child, which a kill of npx alone
+  // leaves running (it outlived the test on CI machines).
   preview = spawn("npx", ["vite", "preview", "--host", "127.0.0.1", "--port", String(appPort), "--strictPort"], {
     cwd: app,
     stdio: "ignore",
+    detached: true,
   });
   for (let i = 0; i < 200; i++) {
     try {
@@ -48,7 +51,13 @@ before(async () => {
 
 after(async () => {
   if (browser) await browser.close();
-  if (preview) preview.kill();
+  if (preview) {
+    try {
+      process.kill(-preview.pid, "SIGTERM");
+    } catch {
+      // gone already
+    }
+  }
   if (stack) await stack.stop();
 });
 
