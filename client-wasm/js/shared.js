@@ -413,6 +413,9 @@ export class MPushClient {
     this._connectError = null;
     this._wire(core);
     this._setSharing("leader");
+    // A new connection starts: not "ready", even when the old leader's "bye" has not arrived
+    // yet (the lock can come first), so that no tab takes the new leader for connected.
+    this._setState(this._everReady ? "reconnecting" : "connecting");
     this._post({ t: "lead", s: this._snapshot() });
     core.connect().catch((e) => {
       this._connectError = e;
@@ -437,9 +440,10 @@ export class MPushClient {
     this._calls.clear();
   }
 
-  // A snapshot from the leader; `withState`: take its state too (events bring their own).
-  _apply(s, withState) {
-    const joined = withState && !this._connected && this._state !== "ready" && s.state === "ready" && s.info;
+  // A snapshot from the leader; `withState`: take its state too (events bring their own);
+  // `joining`: the answer to our "hello".
+  _apply(s, withState, joining = false) {
+    const joined = joining && !this._connected && this._state !== "ready" && s.state === "ready" && s.info;
     this._snap = s;
     this._info = s.info;
     this._wanted = s.wanted;
@@ -464,8 +468,9 @@ export class MPushClient {
     else this._adopt(m.from);
     switch (m.t) {
       case "lead":
-      case "snap":
         return this._apply(m.s, true);
+      case "snap":
+        return this._apply(m.s, true, m.to === this._id);
       case "ev":
         this._apply(m.s, false);
         if (m.n === "connect") return this._connected ? undefined : this._connect(unpack(m.p));
