@@ -201,7 +201,16 @@ impl Proxy {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
         let Proxy { listener, local_addr, ops, tls, shared } = self;
         let ops_addr = ops.as_ref().map(|(_, a)| *a);
-        info!(%local_addr, ?ops_addr, tls = tls.is_some(), upstreams = ?shared.config.upstreams, "mpush-proxy listening");
+        // With `--zk` the connection servers come from the registry (logged as they arrive):
+        // the start-up line names it instead of showing an empty static list.
+        info!(
+            %local_addr,
+            ?ops_addr,
+            tls = tls.is_some(),
+            upstreams = ?shared.config.upstreams,
+            zk = ?shared.config.zk,
+            "mpush-proxy listening"
+        );
         let tracker = TaskTracker::new();
         // The registry watch lives as long as the proxy serves (also while draining).
         let discovery = crate::discovery::Settings::from_config(&shared.config).map(|settings| {
