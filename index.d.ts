@@ -274,6 +274,12 @@ export interface MPushFetchInit {
    * resolves with a 408 "Request Timeout" `Response`, as the Java client answers.
    */
   timeout?: number;
+  /**
+   * Rejects the promise with the signal's reason (an "AbortError" `DOMException` for a plain
+   * `abort()`) as `fetch` does; a `Request`'s signal counts when `init` has none. MPUSH cannot
+   * cancel a request already sent: the server still performs it and its answer is dropped.
+   */
+  signal?: AbortSignal | null;
 }
 
 export interface PushOptions {
@@ -329,7 +335,8 @@ export class MPushClient {
   /**
    * An HTTP request the MPUSH server performs for you, answered with a real `Response` (its
    * `url` is the request's); a 408 one when no answer arrives in time (see
-   * `MPushFetchInit.timeout`). A `Request` is read as `fetch` reads it, `init` overriding it.
+   * `MPushFetchInit.timeout`). A `Request` is read as `fetch` reads it, `init` overriding it;
+   * an aborted `signal` rejects it with the signal's reason.
    */
   fetch(input: string | URL | Request, init?: MPushFetchInit): Promise<Response>;
   /**

@@ -104,7 +104,7 @@ async function fetchArgs(input, init) {
     if (!o.method) return [url];
   } else if (typeof init === "object") {
     o = { ...o, ...init };
-    // An AbortSignal cannot cross to the leader's tab (and the wasm client does not read it).
+    // An AbortSignal cannot cross to the leader's tab; this tab's fetch() applies it.
     delete o.signal;
   } else {
     return [url, init]; // not an object: the leader's client rejects it as a single tab would
@@ -121,6 +121,29 @@ async function fetchArgs(input, init) {
     o.body = String(o.body);
   }
   return [url, o];
+}
+
+// The AbortSignal of fetch(input, init): init's `signal` when present (null: none), else the
+// Request's. Checked here because the wasm client never reads it.
+function fetchSignal(input, init) {
+  let signal;
+  if (init !== null && typeof init === "object" && "signal" in init) signal = init.signal;
+  else if (typeof Request !== "undefined" && input instanceof Request) signal = input.signal;
+  if (signal === undefined || signal === null) return null;
+  if (typeof AbortSignal === "undefined" || !(signal instanceof AbortSignal)) {
+    throw mpushError("INVALID_ARGUMENT", "fetch: signal must be an AbortSignal");
+  }
+  return signal;
+}
+
+// Settles with `pending`, or rejects with the signal's reason once it aborts. MPUSH has no
+// way to cancel a tunnelled request: the server still performs it and its answer is dropped.
+function abortable(pending, signal) {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    pending.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 /** A push from the server, as "push" listeners receive it in every tab. */
@@ -653,9 +676,20 @@ export class MPushClient {
     return this._call("push", options === undefined ? [content] : [content, options]);
   }
 
-  /** An HTTP request the MPUSH server performs; resolves with a `Response`. */
+  /**
+   * An HTTP request the MPUSH server performs; resolves with a `Response`. `init.signal` (or
+   * the `Request`'s) rejects it with the signal's reason, as `fetch` does.
+   */
   fetch(input, init) {
-    return this._call("fetch", init === undefined ? [input] : [input, init]);
+    let signal;
+    try {
+      signal = fetchSignal(input, init);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const pending = this._call("fetch", init === undefined ? [input] : [input, init]);
+    return signal ? abortable(pending, signal) : pending;
   }
 
   /** Acknowledges a "biz" push by id (once, whichever tab calls). */

@@ -113,6 +113,10 @@ export async function main(): Promise<void> {
   await client.fetch(new URL("http://api.internal/"), { headers: [["a", "b"]], body: new Uint8Array(2) });
   const viaRequest: Response = await client.fetch(new Request("http://api.internal/x", { method: "PUT", body: "b" }), { timeout: 2000 });
   console.log(viaRequest.url);
+  await client.fetch("http://api.internal/slow", { signal: AbortSignal.timeout(3000) });
+  await client.fetch("http://api.internal/slow", { signal: null });
+  // @ts-expect-error a signal is an AbortSignal
+  await client.fetch("http://api.internal/slow", { signal: "soon" });
   // @ts-expect-error PATCH cannot be carried by MPUSH
   await client.fetch("http://api.internal/", { method: "PATCH" });
 

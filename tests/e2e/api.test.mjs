@@ -1,5 +1,5 @@
 // The API as a new user meets it, in headless Chromium against the demo stack (mpush-proxy +
-// embedded gateway): fetch with a Request and Response.url, errors that name the method that
+// embedded gateway): fetch with a Request and Response.url, an AbortSignal, errors that name the method that
 // failed, ack() of an id that waits for no ack, the bound user as a getter, arguments checked.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -94,6 +94,45 @@ test("a Request whose body was already read is refused, naming fetch", async () 
   assert.equal(e?.code, "INVALID_ARGUMENT");
   assert.match(e.message, /^fetch: /);
   assert.match(e.message, /already (been )?used/);
+});
+
+test("fetch honours an AbortSignal as fetch does; the answer that comes later is dropped", async () => {
+  const r = await page.evaluate(async (echo) => {
+    const outcome = (p) => p.then((res) => ({ status: res.status }), (e) => ({ name: e.name, code: e.code, message: e.message }));
+    const errors = () => window.log.filter((e) => e.ev === "error").length;
+    const errorsBefore = errors();
+    const early = new AbortController();
+    early.abort();
+    const alreadyAborted = await outcome(c.fetch(`${echo}/pre`, { signal: early.signal }));
+    // Aborted while the request is on its way: the server's answer cannot have come yet.
+    const during = new AbortController();
+    const sent = c.fetch(`${echo}/during`, { method: "POST", body: "abort me", signal: during.signal });
+    during.abort();
+    const abortedInFlight = await outcome(sent);
+    // A Request's signal counts, with the reason it was given.
+    const byRequest = new AbortController();
+    const viaRequest = c.fetch(new Request(`${echo}/req`, { signal: byRequest.signal }));
+    byRequest.abort(new RangeError("given up"));
+    const withReason = await outcome(viaRequest);
+    // init.signal overrides the Request's, null meaning none.
+    const overridden = await outcome(c.fetch(new Request(`${echo}/n`, { signal: early.signal }), { signal: null }));
+    const notASignal = await outcome(c.fetch(`${echo}/x`, { signal: "soon" }));
+    const unaborted = new AbortController();
+    const completes = await outcome(c.fetch(`${echo}/ok`, { signal: unaborted.signal }));
+    // The dropped answers arrive meanwhile: the connection carries on, nothing is reported.
+    const after = await outcome(c.fetch(`${echo}/after`));
+    return { alreadyAborted, abortedInFlight, withReason, overridden, notASignal, completes, after, newErrors: errors() - errorsBefore, state: c.state };
+  }, cfg.echoUrl);
+  assert.equal(r.alreadyAborted.name, "AbortError", JSON.stringify(r));
+  assert.equal(r.abortedInFlight.name, "AbortError", JSON.stringify(r));
+  assert.deepEqual([r.withReason.name, r.withReason.message], ["RangeError", "given up"]);
+  assert.deepEqual(r.overridden, { status: 200 });
+  assert.equal(r.notASignal.code, "INVALID_ARGUMENT");
+  assert.match(r.notASignal.message, /^fetch: signal must be an AbortSignal/);
+  assert.deepEqual(r.completes, { status: 200 });
+  assert.deepEqual(r.after, { status: 200 });
+  assert.equal(r.newErrors, 0);
+  assert.equal(r.state, "ready");
 });
 
 test("errors name the method that failed", async () => {

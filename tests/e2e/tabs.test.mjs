@@ -192,6 +192,17 @@ test("any tab can push, fetch, bind and ack; errors keep their name and code", a
       ({ name: e.name, code: e.code, isError: e instanceof Error, isMPush: window.mp.isMPushError(e, "HTTP_METHOD_UNSUPPORTED") })));
   assert.deepEqual(err, { name: "MPushError", code: "HTTP_METHOD_UNSUPPORTED", isError: true, isMPush: true });
 
+  // An AbortSignal cannot cross tabs: the follower applies it itself, and the late answer is dropped.
+  const aborted = await follower.evaluate(async (url) => {
+    const ac = new AbortController();
+    const sent = window.client.fetch(url, { method: "POST", body: "abort me", signal: ac.signal });
+    ac.abort();
+    const e = await sent.then(() => null, (err) => err.name);
+    const next = await window.client.fetch(url, { signal: new AbortController().signal });
+    return { e, next: next.status };
+  }, config.echoUrl);
+  assert.deepEqual(aborted, { e: "AbortError", next: 200 });
+
   // A bind from the follower applies to the shared connection: both tabs see it.
   const other = `${user}-2`;
   await follower.evaluate((u) => window.client.bind(u, "vip"), other);
