@@ -20,7 +20,7 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { startGateway, startRealMpush, testKeyPair } from "./stacks.mjs";
+import { pushRaces, startGateway, startRealMpush, testKeyPair } from "./stacks.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CLIENT_CP = `${path.join(HERE, "target", "classes-client")}:${path.join(HERE, "target", "lib-client")}/*`;
@@ -547,11 +547,30 @@ function stderrTail(run, n = 15) {
   return run.stderr.trim().split("\n").slice(-n).map((l) => `        | ${l}`).join("\n");
 }
 
+// MPUSH 0.8.0's push races (stacks.mjs, pushRaces): a push PushSender reports as `timeout`
+// counts as the success it was only when a log line written during the driver's run proves it
+// (PushSender dropped the server's OK naming that user, or the server dropped the client's ack);
+// the line is printed. The results of every push of the run are explained together, in order.
+function explainRaces(races, events, mark) {
+  const pushes = events.filter((e) => e.event === "push-result" && Array.isArray(e.response?.body?.results));
+  const results = pushes.flatMap((e) => e.response.body.results);
+  const explained = races.explain(results, mark);
+  let i = 0;
+  for (const e of pushes) {
+    e.response.body.results = e.response.body.results.map((r) => {
+      const x = explained[i++];
+      return x.race ? { ...r, result: "success", code: 1 } : r;
+    });
+  }
+}
+
 async function runScenario(stack, s, workRoot) {
   const workDir = path.join(workRoot, stack.name, s.name);
   fs.mkdirSync(workDir, { recursive: true });
   const steps = s.steps || [{ driver: s.name, args: s.args || [] }];
   const all = { events: [], code: 0, stderr: "" };
+  // Only the real MPUSH has logs to explain its push races with (mpush-gateway has no races).
+  const races = stack.pushLogs ? pushRaces(stack, (line) => console.log(`# ${s.name}: ${line}`)) : null;
   for (const step of steps) {
     if (step.restart) {
       await stack.restartServer();
@@ -559,7 +578,9 @@ async function runScenario(stack, s, workRoot) {
     }
     const args = [...(step.args || [])];
     if (step.client) args.push("--client-name", step.client, "--session-dir", path.join(workDir, "session"));
+    const mark = races?.mark();
     const run = await runDriver(stack, step.driver, args, { workDir, id: s.name });
+    if (races) explainRaces(races, run.events, mark);
     all.events.push(...run.events);
     all.stderr += run.stderr;
     if (run.code !== 0) {
