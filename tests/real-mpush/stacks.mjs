@@ -710,6 +710,9 @@ async function startPushApiForExisting(log) {
 // ------------------------------------------------------------------------------------------
 // MPUSH 0.8.0's push races
 
+// PushSender's success, with its code (1) when the result carries codes.
+const SUCCESS = (r) => (r.code === undefined ? { result: "success" } : { result: "success", code: 1 });
+
 /**
  * MPUSH 0.8.0 has two races that report a delivered push as "timeout", both seen in CI on
  * loopback, where the other side answers within microseconds:
@@ -725,11 +728,12 @@ async function startPushApiForExisting(log) {
  *
  * `pushRaces(stack)` reads the push logs of the stack's MPUSH nodes and PushSender: `mark()`
  * before a push, `explain(results, mark)` after it, with PushSender's results
- * (`[{ userId, result }]`). A timeout counts as the success it was only when a log line
+ * (`[{ userId, result, code? }]`). A timeout counts as the success it was only when a log line
  * written during that push shows it: an OkMessage naming that user (the gateway-response
  * race), or an early ack (the ack race, counted: its line names no user). Each such line is
- * passed to `say`; every other timeout stays a timeout. Stacks without those logs (the
- * gateway, whose push API has neither race) get their results back unchanged.
+ * passed to `say`, and the result gets `race` naming it; every other timeout stays a timeout.
+ * Stacks without those logs (the gateway, whose push API has neither race) get their results
+ * back unchanged.
  */
 export function pushRaces(stack, say = () => {}) {
   const servers = stack.pushLogs?.servers ?? [];
@@ -753,12 +757,12 @@ export function pushRaces(stack, say = () => {}) {
         if (i >= 0) {
           const [line] = answers.splice(i, 1);
           say(`MPUSH 0.8.0's gateway-response race: PushSender read the server's OK before it waited for it; counted as success: ${line.trim()}`);
-          return { ...r, result: "success", race: "gateway-response" };
+          return { ...r, ...SUCCESS(r), race: "gateway-response" };
         }
         if (acks.length) {
           const line = acks.shift();
           say(`MPUSH 0.8.0's ack race: the server read the client's ack before it waited for it; counted as success: ${line.trim()}`);
-          return { ...r, result: "success", race: "ack" };
+          return { ...r, ...SUCCESS(r), race: "ack" };
         }
         return r;
       });
